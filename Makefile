@@ -1,0 +1,31 @@
+# Everything a fresh machine needs, in two commands: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch first and pinned: an unpinned torch would pull multi-GB CUDA wheels.
+TORCH := torch==2.13.0
+
+.PHONY: setup test demo perf clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+# Until the trained default model and its scripted conversation land, the main job is
+# the streaming-session benchmark (speed, flat turn cost, bitwise parity, batching).
+demo: setup
+	$(BIN)/microturn perf --json perf.json
+
+perf: setup
+	$(BIN)/microturn perf --json perf.json
+
+clean:
+	rm -rf $(VENV) demo_out perf.json

@@ -1,0 +1,188 @@
+"""The engine: one `step` advances any set of sessions by one micro-turn, batched.
+
+A step appends IN_k for every session (with the previous turn's last OUT slot, whose
+K/V is written now rather than in a step of its own), then decodes OUT_k slot by slot:
+control, text, audio. Nothing is re-prefilled and nothing is allocated per turn beyond
+the few activations of the appended tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..config import EngineConfig
+from ..model.interaction import InteractionModel, Predictions
+from ..streams.turns import SILENT, SPEAK, TurnInput, TurnOutput
+from .kv import KVPool
+from .sampling import sample_tokens
+from .session import SamplerSettings, Session
+
+
+@dataclass
+class StepResult:
+    outputs: list[TurnOutput]
+    predictions: Predictions | None = None  # [B, ...] when asked for: what parity compares
+
+
+class Engine:
+    def __init__(self, model: InteractionModel, cfg: EngineConfig | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.model = model.eval()
+        self.cfg = cfg or EngineConfig()
+        self.layout = model.cfg.layout
+        device = next(model.parameters()).device
+        self.pool = KVPool(model.cfg, self.cfg.max_sessions, dtype=dtype, device=device)
+        self.sessions: dict[str, Session] = {}
+        # attention multiplies groups * rows query rows at once; fewer than 4 would take MKL's
+        # small-row kernels, whose sums differ from training's, so appends are padded
+        groups = model.cfg.n_heads // model.cfg.n_kv_heads
+        self.min_rows = -(-4 // groups)
+
+    # ---- admission ----------------------------------------------------------------------
+    def open(self, sampler: SamplerSettings | None = None, vocoder: bool = True,
+             session_id: str | None = None) -> Session:
+        """A new session on a free KV slot; PoolFullError when every slot is taken."""
+        slot = self.pool.acquire()
+        s = Session.create(slot, self.layout, self.model.codec, self.model.mel_norm,
+                           sampler or SamplerSettings.from_engine(self.cfg), vocoder, session_id)
+        self.sessions[s.id] = s
+        return s
+
+    def close(self, session: Session) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        self.sessions.pop(session.id, None)
+        self.pool.release(session.slot)
+
+    # ---- one micro-turn -----------------------------------------------------------------
+    def _append(self, sessions: list[Session], x: torch.Tensor, positions: torch.Tensor,
+                valid: torch.Tensor, held: torch.Tensor | None = None) -> torch.Tensor:
+        """Run x [B, M, d] through the trunk at `positions`, writing K/V of valid rows.
+
+        `held` [B, chunks]: the window's chunk turns for this turn, shared by its appends."""
+        pad = self.min_rows - x.shape[1]
+        if pad > 0:  # padding rows repeat the last position, write nothing, are dropped
+            x = torch.cat([x, x.new_zeros(x.shape[0], pad, x.shape[2])], dim=1)
+            positions = torch.cat([positions, positions[:, -1:].expand(-1, pad)], dim=1)
+            valid = torch.cat([valid, valid.new_zeros(valid.shape[0], pad)], dim=1)
+        rows = None if held is None else held[:, None].expand(-1, positions.shape[1], -1)
+        kv = self.pool.step([s.slot for s in sessions], positions, valid, rows)
+        return self.model.trunk.step(x, kv)[:, : x.shape[1] - max(pad, 0)]
+
+    @torch.no_grad()
+    def step(self, sessions: list[Session], inputs: list[TurnInput],
+             forced: list[TurnOutput | None] | None = None, predictions: bool = False) -> StepResult:
+        """Advance `sessions` by one turn. `forced[b]` replaces sampling (teacher forcing)."""
+        if len(sessions) != len(inputs) or not sessions:
+            raise ValueError(f"{len(sessions)} sessions but {len(inputs)} inputs: expected one input each")
+        if len({s.slot for s in sessions}) != len(sessions) or any(s.closed for s in sessions):
+            raise ValueError("each session may appear once per step, and only while open")
+        m, lay = self.model, self.layout
+        forced = forced or [None] * len(sessions)
+        n_in, n_text, n_audio, tpt = lay.in_tokens, lay.text_out_slots, lay.audio_slots, lay.tokens_per_turn
+        turn = torch.tensor([s.turn for s in sessions])
+        base = turn * tpt
+        # 1. IN_k, led by the previous turn's last OUT slot
+        x = m.embed.embed_in(turn, *self._stack_inputs(inputs))
+        pos = base[:, None] + torch.arange(n_in)
+        valid = torch.ones(pos.shape, dtype=torch.bool)
+        if any(s.deferred is not None for s in sessions):
+            prev = torch.stack([s.deferred if s.deferred is not None else x.new_zeros(x.shape[-1]) for s in sessions])
+            x = torch.cat([prev[:, None], x], dim=1)
+            pos = torch.cat([(base - 1)[:, None], pos], dim=1)
+            valid = torch.cat([torch.tensor([[s.deferred is not None] for s in sessions]), valid], dim=1)
+        h = self._append(sessions, x, pos, valid)[:, -1]
+        ones = torch.ones(len(sessions), 1, dtype=torch.bool)
+        time = m.embed.time(turn)
+        held = self.pool.window.chunk_turns(turn)
+
+        def feed(slot: int, content: torch.Tensor) -> torch.Tensor:
+            xs = m.embed.embed_out_slot(time, slot, content)
+            p = base[:, None] + n_in + slot + torch.arange(content.shape[1])
+            return self._append(sessions, xs, p, ones.expand(-1, content.shape[1]), held)
+
+        # 2. control
+        ctrl_logits = m.control_head(h)
+        control = self._choose(sessions, ctrl_logits, [f.control if f else None for f in forced])
+        h = feed(0, m.embed.out_content("control", control))[:, 0]
+        # 3. text, one slot at a time
+        text_logits, text = [], []
+        for j in range(n_text):
+            logits = m.text_head(h)
+            tok = self._choose(sessions, logits, [f.text[j] if f and f.text is not None else None for f in forced])
+            text_logits.append(logits)
+            text.append(tok)
+            if j < n_text - 1:
+                h = feed(1 + j, m.embed.out_content("text_out", tok[:, None]))[:, 0]
+        last_text = m.embed.out_content("text_out", text[-1][:, None])
+        # 4. audio: the flow head samples each slot's frame from the state before it
+        speak = control == SPEAK
+        a0 = 1 + n_text
+        frames = torch.zeros(len(sessions), n_audio, lay.audio_token_dim)
+        if not speak.any():  # all silent: the audio slots are fixed, append them together
+            empty = m.embed.out_content("audio_out", frames, speak)
+            hs = feed(n_text, torch.cat([last_text, empty[:, :-1]], dim=1))
+            conds = list(hs.unbind(1))
+            deferred = m.embed.embed_out_slot(time, a0 + n_audio - 1, empty[:, -1:])[:, 0]
+        else:
+            h = feed(n_text, last_text)[:, 0]
+            conds = []
+            for i in range(n_audio):
+                conds.append(h)
+                frames[:, i] = self._frames(sessions, h, speak, [f.audio[i] if f and f.audio is not None else None for f in forced])
+                content = m.embed.out_content("audio_out", frames[:, i:i + 1], speak)
+                if i < n_audio - 1:
+                    h = feed(a0 + i, content)[:, 0]
+                else:
+                    deferred = m.embed.embed_out_slot(time, a0 + i, content)[:, 0]
+        outputs = []
+        for b, s in enumerate(sessions):
+            s.deferred = deferred[b]
+            s.turn += 1
+            outputs.append(TurnOutput(control=int(control[b]), text=[int(t[b]) for t in text],
+                                      audio=frames[b].clone() if speak[b] else None))
+        preds = None
+        if predictions:
+            preds = Predictions(ctrl_logits, torch.stack(text_logits, 1), torch.stack(conds, 1))
+        return StepResult(outputs, preds)
+
+    def _stack_inputs(self, inputs: list[TurnInput]) -> tuple[torch.Tensor, ...]:
+        lay = self.layout
+        a = torch.zeros(lay.audio_slots, lay.audio_token_dim, dtype=torch.long)
+        v = torch.zeros(lay.video_slots, 3, 40, 40)
+        return (torch.stack([i.audio if i.audio is not None else a for i in inputs]),
+                torch.tensor([i.audio is not None for i in inputs]),
+                torch.stack([i.video if i.video is not None else v for i in inputs]),
+                torch.tensor([i.video is not None for i in inputs]),
+                torch.tensor([i.user_text for i in inputs]),
+                torch.tensor([i.background for i in inputs]))
+
+    def _choose(self, sessions: list[Session], logits: torch.Tensor, forced: list[int | None]) -> torch.Tensor:
+        out = sample_tokens(logits, [s.sampler for s in sessions], [s.rng for s in sessions])
+        for b, f in enumerate(forced):
+            if f is not None:
+                out[b] = f
+        return out
+
+    def _frames(self, sessions: list[Session], cond: torch.Tensor, speak: torch.Tensor,
+                forced: list[torch.Tensor | None]) -> torch.Tensor:
+        """One frame per speaking session; each draws its noise from its own generator."""
+        out = torch.zeros(len(sessions), self.layout.audio_token_dim)
+        need = [b for b in range(len(sessions)) if speak[b] and forced[b] is None]
+        groups: dict[int, list[int]] = {}
+        for b in need:
+            groups.setdefault(sessions[b].sampler.flow_steps or self.model.cfg.flow_steps, []).append(b)
+        for steps, rows in groups.items():
+            x0 = torch.stack([torch.randn(out.shape[1], generator=sessions[b].rng) * sessions[b].sampler.flow_noise
+                              for b in rows])
+            out[rows] = self.model.flow.sample(cond[rows], steps, x0)
+        for b, f in enumerate(forced):
+            if f is not None:
+                out[b] = f
+        return out
+
+
+__all__ = ["Engine", "StepResult", "SILENT", "SPEAK"]

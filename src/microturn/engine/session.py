@@ -1,0 +1,60 @@
+"""A live conversation: its KV slot, clock, sampler, and stream state on both sides."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import EngineConfig, TurnLayout
+from ..streams.audio import DMelCodec, MelNorm
+from ..streams.turns import TurnPacker, TurnUnpacker
+
+
+@dataclass
+class SamplerSettings:
+    temperature: float = 0.8  # 0: greedy
+    top_k: int = 40
+    flow_noise: float = 0.8
+    flow_steps: int | None = None  # None: the model config's
+    seed: int = 0
+
+    @staticmethod
+    def from_engine(cfg: EngineConfig, seed: int = 0) -> "SamplerSettings":
+        return SamplerSettings(cfg.temperature, cfg.top_k, cfg.flow_noise, None, seed)
+
+
+@dataclass
+class Session:
+    """Owns one KV slot. `turn` counts micro-turns stepped so far (its clock)."""
+
+    slot: int
+    sampler: SamplerSettings
+    packer: TurnPacker
+    unpacker: TurnUnpacker
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    turn: int = 0
+    deferred: torch.Tensor | None = None  # last OUT slot's embedding, appended with the next IN
+    rng: torch.Generator = field(default_factory=torch.Generator)
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.rng.manual_seed(self.sampler.seed)
+
+    @staticmethod
+    def create(slot: int, layout: TurnLayout, codec: DMelCodec, norm: MelNorm, sampler: SamplerSettings,
+               vocoder: bool = True, session_id: str | None = None) -> "Session":
+        s = Session(slot=slot, sampler=sampler, packer=TurnPacker(layout, codec),
+                    unpacker=TurnUnpacker(layout, norm, vocoder=vocoder))
+        if session_id:
+            s.id = session_id
+        return s
+
+    def push_background(self, text: str) -> None:
+        """A background result, entered a few tokens a turn into the background slots."""
+        self.packer.background.put(text)
+
+    def push_text(self, text: str) -> None:
+        """Typed user text, entered a few bytes a turn into the user-text slots."""
+        self.packer.user_text.put(text)

@@ -1,0 +1,141 @@
+"""Encoder-free early fusion: every stream's slots become d_model vectors here.
+
+dMel audio is a bag of per-(frame, channel, level) embeddings; video patches go through
+an hMLP stem; text, control and background share one byte embedding; output audio frames
+are projected linearly. Each token then gets its slot-type embedding and its turn's time
+embedding, always added in the same order so training and streaming agree bitwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import CONTROL_TOKENS, PATCH, ModelConfig
+from .linear import InvariantLinear
+from .trunk import RMSNorm
+
+
+class DMelEmbedding(nn.Module):
+    """[..., frames_per_token * mel] levels -> sum of one embedding per (position, level)."""
+
+    def __init__(self, positions: int, levels: int, dim: int) -> None:
+        super().__init__()
+        self.levels = levels
+        self.bag = nn.EmbeddingBag(positions * levels, dim, mode="sum")
+        nn.init.normal_(self.bag.weight, std=0.02 / math.sqrt(positions) * 8)
+        self.register_buffer("offsets", torch.arange(positions) * levels, persistent=False)
+
+    def forward(self, levels: torch.Tensor) -> torch.Tensor:
+        lead = levels.shape[:-1]
+        idx = (levels.reshape(-1, levels.shape[-1]) + self.offsets).long()
+        return self.bag(idx).reshape(*lead, -1)
+
+
+class HMLPStem(nn.Module):
+    """40x40 patch -> vector; stride = kernel (10 -> 2 -> 2), so patches never mix.
+
+    Written as linear layers on reshaped pixels (equivalent to the strided convolutions),
+    with a per-position RMSNorm: no BatchNorm, nothing pooled over the image.
+    """
+
+    def __init__(self, width: int, dim: int, invariant: bool, eps: float) -> None:
+        super().__init__()
+        q = width // 4
+        self.proj1 = InvariantLinear(3 * 10 * 10, q, bias=True, invariant=invariant)
+        self.norm1 = RMSNorm(q, eps)
+        self.proj2 = InvariantLinear(4 * q, q, bias=True, invariant=invariant)
+        self.norm2 = RMSNorm(q, eps)
+        self.proj3 = InvariantLinear(4 * q, dim, bias=True, invariant=invariant)
+
+    @staticmethod
+    def _group2x2(x: torch.Tensor) -> torch.Tensor:
+        """[..., 2g, 2g, c] -> [..., g, g, 4c]: each 2x2 block concatenated."""
+        *lead, h, w, c = x.shape
+        x = x.reshape(*lead, h // 2, 2, w // 2, 2, c).transpose(-4, -3)
+        return x.reshape(*lead, h // 2, w // 2, 4 * c)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        lead = patches.shape[:-3]
+        x = patches.reshape(-1, 3, 4, 10, 4, 10).permute(0, 2, 4, 1, 3, 5).reshape(-1, 4, 4, 300)
+        x = F.gelu(self.norm1(self.proj1(x)))  # [n, 4, 4, q]
+        x = F.gelu(self.norm2(self.proj2(self._group2x2(x))))  # [n, 2, 2, q]
+        x = self.proj3(self._group2x2(x))  # [n, 1, 1, dim]
+        return x.reshape(*lead, -1)
+
+
+def time_features(turn: torch.Tensor, dim: int, turn_seconds: float) -> torch.Tensor:
+    """Sinusoids of the turn's start time, periods from 0.4 s to about 3 hours."""
+    half = dim // 2
+    periods = 0.4 * (10_000.0 / 0.4) ** (torch.arange(half, dtype=torch.float32) / max(half - 1, 1))
+    angles = (turn.float() * turn_seconds)[..., None] * (2 * math.pi / periods.to(turn.device))
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class TurnEmbedder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        lay, d, inv = cfg.layout, cfg.d_model, cfg.batch_invariant
+        self.cfg = cfg
+        self.dmel = DMelEmbedding(lay.audio_token_dim, lay.dmel_levels, d)
+        self.video = HMLPStem(cfg.hmlp_width, d, inv, cfg.norm_eps)
+        gh, gw = lay.video_height // PATCH, lay.video_width // PATCH
+        self.patch_row = nn.Parameter(torch.randn(gh, d) * 0.02)
+        self.patch_col = nn.Parameter(torch.randn(gw, d) * 0.02)
+        self.text = nn.Embedding(cfg.vocab_size, d)
+        self.control = nn.Embedding(len(CONTROL_TOKENS), d)
+        self.audio_out = InvariantLinear(lay.audio_token_dim, d, invariant=inv)
+        self.slot_type = nn.Parameter(torch.randn(lay.tokens_per_turn, d) * 0.02)
+        self.time_token = nn.Parameter(torch.randn(d) * 0.02)
+        self.time_gain = nn.Parameter(torch.full((d,), 0.1))
+        self.empty = nn.ParameterDict({s: nn.Parameter(torch.randn(d) * 0.02)
+                                       for s in ("audio_in", "video", "audio_out")})
+        for emb in (self.text, self.control):
+            nn.init.normal_(emb.weight, std=0.02)
+
+    def time(self, turn: torch.Tensor) -> torch.Tensor:
+        """The time embedding of turns [...] -> [..., d] (the engine computes it once a step)."""
+        return time_features(turn, self.time_gain.shape[0], self.cfg.layout.turn_seconds) * self.time_gain
+
+    def finish(self, content: torch.Tensor, slot0: int, time: torch.Tensor) -> torch.Tensor:
+        """content [..., n, d] in slots slot0.. of a turn with time embedding `time` [..., d]."""
+        return content + self.slot_type[slot0:slot0 + content.shape[-2]] + time[..., None, :]
+
+    @staticmethod
+    def _or_empty(x: torch.Tensor, present: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
+        return torch.where(present[..., None, None], x, empty)
+
+    def embed_in(self, turn: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor, video: torch.Tensor,
+                 video_mask: torch.Tensor, user_text: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+        """IN_k slots for turns of shape [...] -> [..., in_tokens, d]."""
+        lead = turn.shape
+        time = self.time_token.expand(*lead, 1, -1)
+        a = self._or_empty(self.dmel(audio), audio_mask, self.empty["audio_in"])
+        v = self.video(video)  # [..., V, d]
+        v = v + (self.patch_row[:, None] + self.patch_col[None]).reshape(-1, v.shape[-1])
+        v = self._or_empty(v, video_mask, self.empty["video"])
+        content = torch.cat([time, a, v, self.text(user_text), self.text(background)], dim=-2)
+        return self.finish(content, 0, self.time(turn))
+
+    def out_content(self, stream: str, value: torch.Tensor, speak: torch.Tensor | None = None) -> torch.Tensor:
+        """Content vectors of an OUT stream: control [...] -> [..., 1, d]; text [..., n] -> [..., n, d];
+        audio [..., n, token_dim] with speak [...] -> [..., n, d] (the empty vector when silent)."""
+        if stream == "control":
+            return self.control(value)[..., None, :]
+        if stream == "text_out":
+            return self.text(value)
+        return self._or_empty(self.audio_out(value), speak, self.empty["audio_out"])
+
+    def embed_out(self, turn: torch.Tensor, control: torch.Tensor, text: torch.Tensor, audio: torch.Tensor,
+                  speak: torch.Tensor) -> torch.Tensor:
+        """Every OUT_k slot (teacher forcing) -> [..., out_tokens, d]."""
+        content = torch.cat([self.out_content("control", control), self.out_content("text_out", text),
+                             self.out_content("audio_out", audio, speak)], dim=-2)
+        return self.finish(content, self.cfg.layout.in_tokens, self.time(turn))
+
+    def embed_out_slot(self, time: torch.Tensor, slot: int, content: torch.Tensor) -> torch.Tensor:
+        """content [..., n, d] placed at OUT slots slot.. (the engine, a few slots at a time)."""
+        return self.finish(content, self.cfg.layout.in_tokens + slot, time)

@@ -1,0 +1,105 @@
+"""The interaction model: fusion -> trunk -> heads over the micro-turn sequence.
+
+`forward` is the teacher-forced training pass over [IN_0][OUT_0][IN_1][OUT_1]...; it
+returns one loss per output stream. The engine drives the same modules one append at a
+time (`embed`, `trunk.step`, the heads), and the parity tests hold the two to bitwise
+equality.
+
+Inside OUT_k the hidden state at the previous position predicts each slot: the last IN_k
+token predicts the control slot, the control slot predicts text 0, and so on; the hidden
+state before each audio slot conditions the flow head for that slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import CONTROL_TOKENS, ModelConfig
+from ..streams.audio import DMelCodec, MelNorm
+from ..streams.turns import TurnBatch
+from .fusion import TurnEmbedder
+from .heads import FlowHead
+from .linear import InvariantLinear
+from .moe import MoEFeedForward
+from .trunk import Trunk
+
+MOE_AUX_WEIGHT = 0.01
+
+
+@dataclass
+class Predictions:
+    control_logits: torch.Tensor  # [B, L, controls]
+    text_logits: torch.Tensor  # [B, L, text_out_slots, vocab]
+    audio_cond: torch.Tensor  # [B, L, audio_slots, d_model]: flow-head conditions
+
+
+class InteractionModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        lay, d, inv = cfg.layout, cfg.d_model, cfg.batch_invariant
+        self.embed = TurnEmbedder(cfg)
+        self.trunk = Trunk(cfg)
+        self.control_head = InvariantLinear(d, len(CONTROL_TOKENS), invariant=inv)
+        self.text_head = InvariantLinear(d, cfg.vocab_size, invariant=inv)
+        self.flow = FlowHead(lay.audio_token_dim, d, cfg.flow_width, cfg.flow_depth)
+        self.codec = DMelCodec(lay.dmel_levels)
+        self.mel_norm = MelNorm(lay.mel_channels)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for name, p in self.trunk.named_parameters():
+            if p.dim() == 2:
+                std = 0.02 / (2 * self.cfg.n_layers) ** 0.5 if name.endswith(("out.weight", "down.weight")) else 0.02
+                nn.init.normal_(p, std=std)
+        for head in (self.control_head, self.text_head):
+            nn.init.normal_(head.weight, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ---- training ---------------------------------------------------------------------
+    def hidden(self, batch: TurnBatch) -> torch.Tensor:
+        """Trunk output for every token, [B, L, tokens_per_turn, d]."""
+        x_in = self.embed.embed_in(batch.turn_index, batch.audio_in, batch.audio_in_mask, batch.video,
+                                   batch.video_mask, batch.user_text, batch.background)
+        x_out = self.embed.embed_out(batch.turn_index, batch.control, batch.text_out, batch.audio_out,
+                                     batch.audio_out_mask)
+        x = torch.cat([x_in, x_out], dim=-2)
+        b, turns, tpt, d = x.shape
+        if batch.turn_index[:, 0].ne(0).any():
+            raise ValueError("training sequences must start at turn 0 (the attention sink)")
+        return self.trunk(x.reshape(b, turns * tpt, d)).view(b, turns, tpt, d)
+
+    def predict(self, h: torch.Tensor) -> Predictions:
+        lay = self.cfg.layout
+        n_in, n_text = lay.in_tokens, lay.text_out_slots
+        return Predictions(
+            control_logits=self.control_head(h[..., n_in - 1, :]),
+            text_logits=self.text_head(h[..., n_in:n_in + n_text, :]),
+            audio_cond=h[..., n_in + n_text:n_in + n_text + lay.audio_slots, :])
+
+    def forward(self, batch: TurnBatch) -> dict[str, torch.Tensor]:
+        pred = self.predict(self.hidden(batch))
+        losses = {
+            "control": F.cross_entropy(pred.control_logits.flatten(0, -2), batch.control.flatten()),
+            "text": F.cross_entropy(pred.text_logits.flatten(0, -2), batch.text_out.flatten()),
+        }
+        speak = batch.audio_out_mask
+        if speak.any():
+            cond = pred.audio_cond[speak].flatten(0, -2)
+            target = batch.audio_out[speak].flatten(0, -2)
+            losses["audio"] = self.flow.loss(target, cond, self.cfg.flow_draws)
+        else:
+            losses["audio"] = pred.audio_cond.sum() * 0.0
+        total = losses["control"] + losses["text"] + losses["audio"]
+        if self.cfg.moe_experts:
+            aux = sum(b.ffn.aux_loss for b in self.trunk.blocks if isinstance(b.ffn, MoEFeedForward))
+            losses["moe_aux"] = aux
+            total = total + MOE_AUX_WEIGHT * aux
+        losses["loss"] = total
+        return losses

@@ -1,0 +1,152 @@
+"""`microturn perf`: what a streaming session costs, measured against baselines run here.
+
+* one session's turn time (p50, p99) in steady state, and at turn 10 against turn N
+  (a streaming session's turn must not grow with the conversation);
+* the same turn recomputed from scratch over the whole context, as a server without
+  streaming sessions must (the ratio is `speedup_vs_reprefill`);
+* trainer-sampler parity (max |difference| of every output logit and flow condition);
+* batched steps: milliseconds per session for several sessions stepped together.
+
+Every turn is forced to *speak*, the costliest path (flow head on all audio slots);
+text and audio are still sampled.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .config import Config, EngineConfig
+from .engine.engine import Engine
+from .engine.parity import measure_parity, random_batch
+from .model.interaction import InteractionModel
+from .streams.turns import SPEAK, TurnInput, TurnOutput
+
+
+@dataclass
+class PerfOptions:
+    turns: int = 1500
+    batch_sizes: tuple[int, ...] = (1, 4, 16)
+    batch_turns: int = 40
+    window: int = 30  # turns whose median is taken at each end
+    reprefill_runs: int = 2
+    seed: int = 0
+
+
+class _Feed:
+    """Synthetic input for a session: speech-like noise bursts and a moving square."""
+
+    def __init__(self, engine: Engine, seed: int) -> None:
+        self.lay = engine.layout
+        self.rng = np.random.default_rng(seed)
+
+    def inputs(self, session, k: int) -> TurnInput:
+        lay = self.lay
+        audio = self.rng.standard_normal(lay.turn_samples).astype(np.float32) * (0.1 if (k // 10) % 2 else 0.01)
+        frame = np.zeros((lay.video_height, lay.video_width, 3), dtype=np.uint8)
+        x = (k * 3) % (lay.video_width - 10)
+        frame[10:20, x:x + 10] = 255
+        return session.packer.pack(audio, frame)
+
+
+SPEAK_ALWAYS = TurnOutput(control=SPEAK, text=None, audio=None)
+
+
+def _time_turns(engine: Engine, sessions: list, feed: _Feed, turns: int, desc: str | None = None) -> np.ndarray:
+    out = np.zeros(turns)
+    for k in tqdm(range(turns), desc=desc, unit="turn", disable=desc is None, leave=False):
+        inputs = [feed.inputs(s, k) for s in sessions]
+        t0 = time.perf_counter()
+        engine.step(sessions, inputs, [SPEAK_ALWAYS] * len(sessions))
+        out[k] = time.perf_counter() - t0
+    return out * 1e3
+
+
+@torch.no_grad()
+def _reprefill_ms(model: InteractionModel, turns: int, runs: int, seed: int) -> float:
+    """One forward over the whole context, as a server without streaming sessions does every
+    turn (before decoding the turn's outputs, which this leaves out: a lower bound)."""
+    batch = random_batch(model.cfg, 1, turns, seed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        model.hidden(batch)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptions | None = None,
+             progress: bool = True) -> dict:
+    opts = opts or PerfOptions()
+    torch.manual_seed(opts.seed)
+    model = (model or InteractionModel(cfg.model)).eval()
+    w = opts.window
+    if opts.turns < 10 + 2 * w:
+        raise ValueError(f"--turns {opts.turns}: expected at least {10 + 2 * w}")
+    # 1. one session, a long conversation
+    engine = Engine(model, EngineConfig(max_sessions=max(opts.batch_sizes)))
+    session = engine.open(vocoder=False)
+    feed = _Feed(engine, opts.seed)
+    one = _time_turns(engine, [session], feed, opts.turns, "one session" if progress else None)
+    engine.close(session)
+    early = float(np.median(one[10:10 + w]))
+    late = float(np.median(one[-w:]))
+    steady = one[10:]
+    # 2. the same turn without a streaming session
+    reprefill = _reprefill_ms(model, opts.turns, opts.reprefill_runs, opts.seed)
+    # 3. parity past the window, sessions of different lengths batched together
+    win = cfg.model.window_turns + cfg.model.sink_turns
+    parity = measure_parity(model, starts=[0, 3, 11], turns=win + 12, seed=opts.seed)
+    # 4. batched steps
+    batched = {}
+    for n in opts.batch_sizes:
+        sessions = [engine.open(vocoder=False) for _ in range(n)]
+        t = _time_turns(engine, sessions, feed, opts.batch_turns, f"{n} sessions" if progress else None)
+        batched[str(n)] = float(np.median(t[5:]) / n)
+        for s in sessions:
+            engine.close(s)
+    turn_s = cfg.model.layout.turn_seconds
+    return {
+        "config": cfg.name,
+        "params": model.num_params(),
+        "tokens_per_turn": cfg.model.layout.tokens_per_turn,
+        "turns": opts.turns,
+        "turn_ms_p50": float(np.percentile(steady, 50)),
+        "turn_ms_p99": float(np.percentile(steady, 99)),
+        "real_time_factor_p99": float(np.percentile(steady, 99)) / (turn_s * 1e3),
+        "turn_ms_at_10": early,
+        f"turn_ms_at_{opts.turns}": late,
+        "late_over_early": late / early,
+        "reprefill_ms": reprefill,
+        "speedup_vs_reprefill": reprefill / late,
+        "parity_max_abs_diff": parity.max_abs_diff,
+        "parity_turns_compared": parity.compared,
+        "batched_ms_per_session": batched,
+        "kv_bytes_per_session": engine.pool.bytes // engine.pool.slots,
+        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "python": platform.python_version(), "processor": platform.processor() or platform.machine()},
+    }
+
+
+def format_table(r: dict) -> str:
+    late = r[f"turn_ms_at_{r['turns']}"]
+    rows = [
+        ("config", f"{r['config']} ({r['params'] / 1e6:.1f}M params, {r['tokens_per_turn']} tokens/turn)"),
+        ("turn ms p50 / p99", f"{r['turn_ms_p50']:.1f} / {r['turn_ms_p99']:.1f}  (real-time factor {r['real_time_factor_p99']:.2f})"),
+        (f"turn ms at 10 / {r['turns']}", f"{r['turn_ms_at_10']:.1f} / {late:.1f}  (late/early {r['late_over_early']:.2f})"),
+        ("re-prefill ms", f"{r['reprefill_ms']:.0f}  (streaming is {r['speedup_vs_reprefill']:.0f}x faster)"),
+        ("parity max |diff|", f"{r['parity_max_abs_diff']:.3g}  over {r['parity_turns_compared']} turns"),
+    ] + [(f"batched, {n} sessions", f"{ms:.1f} ms per session") for n, ms in r["batched_ms_per_session"].items()]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def write_json(r: dict, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(r, indent=2) + "\n")

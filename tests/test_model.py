@@ -1,0 +1,123 @@
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from microturn.engine.parity import random_batch
+from microturn.model.heads import FlowHead
+from microturn.model.interaction import InteractionModel
+from microturn.model.linear import tiled_linear
+from microturn.model.moe import MoEFeedForward
+from microturn.model.trunk import SwiGLU
+from microturn.model.window import AttentionWindow
+
+
+@pytest.mark.parametrize("k,n", [(1024, 256), (320, 128), (704, 256), (128, 2), (64, 1), (256, 272)])
+def test_tiled_linear_rows_do_not_depend_on_the_batch(k, n):
+    """Plain GEMMs fail this for many shapes on MKL (see model.linear); tiles must not."""
+    w = torch.randn(n, k)
+    x = torch.randn(3000, k)
+    full = tiled_linear(x, w)
+    for m in (1, 2, 3, 7, 8, 9, 31, 500):
+        assert torch.equal(tiled_linear(x[:m], w), full[:m])
+        assert torch.equal(tiled_linear(x[101:101 + m], w), full[101:101 + m])  # other places in a tile
+    assert torch.allclose(full, F.linear(x, w), atol=1e-3)
+
+
+def test_tiled_linear_gradients_match_plain():
+    w = torch.randn(64, 32, requires_grad=True)
+    x = torch.randn(37, 32, requires_grad=True)
+    tiled_linear(x, w).pow(2).sum().backward()
+    gx, gw = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    F.linear(x, w).pow(2).sum().backward()
+    assert torch.allclose(gx, x.grad, atol=1e-4) and torch.allclose(gw, w.grad, atol=1e-4)
+
+
+def test_window_layout_matches_its_definition():
+    win = AttentionWindow(tokens_per_turn=3, sink_turns=1, window_turns=4)
+    for t in range(14):
+        held = win.chunk_turns(torch.tensor(t)).tolist()
+        visible = sorted(u for u in held if u >= 0)
+        assert visible == sorted({0} | set(range(max(1, t - 3), t + 1)))  # sink + last 4 turns
+        for u in visible:  # every visible turn sits in its own ring chunk
+            assert held[win.chunk_of_turn(torch.tensor(u)).item()] == u
+
+
+def test_forward_returns_a_loss_per_stream(small_model):
+    batch = random_batch(small_model.cfg, 2, 6, seed=1)
+    small_model.train()
+    losses = small_model(batch)
+    assert set(losses) == {"control", "text", "audio", "loss"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["loss"].backward()
+    for name, p in small_model.trunk.named_parameters():  # the flow head's adaLN starts at zero
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert all(torch.isfinite(p.grad).all() for p in small_model.parameters() if p.grad is not None)
+
+
+def test_training_steps_lower_every_loss(small_model):
+    batch = random_batch(small_model.cfg, 2, 6, seed=2)
+    small_model.train()
+    opt = torch.optim.AdamW(small_model.parameters(), lr=3e-3)
+    first = {k: v.item() for k, v in small_model(batch).items()}
+    for _ in range(30):
+        opt.zero_grad()
+        small_model(batch)["loss"].backward()
+        opt.step()
+    last = {k: v.item() for k, v in small_model(batch).items()}
+    for k in ("control", "text", "audio"):
+        assert last[k] < first[k], (k, first[k], last[k])
+
+
+def test_flow_head_learns_a_toy_conditional_distribution():
+    """Target: N(mu(c), 0.1^2) with mu = +-1 per coordinate set by a binary condition."""
+    torch.manual_seed(0)
+    head = FlowHead(target_dim=8, cond_dim=4, width=64, depth=2)
+    opt = torch.optim.AdamW(head.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(400):
+        c = torch.randint(0, 2, (256, 1)).float()
+        cond = torch.cat([c, 1 - c, torch.zeros(256, 2)], dim=1)
+        target = (2 * c - 1) * torch.ones(256, 8) + 0.1 * torch.randn(256, 8)
+        loss = head.loss(target, cond, draws=2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20
+    for sign in (1.0, 0.0):
+        cond = torch.tensor([[sign, 1 - sign, 0.0, 0.0]]).expand(2000, -1)
+        x = head.sample(cond, steps=16, x0=torch.randn(2000, 8))
+        assert abs(x.mean().item() - (2 * sign - 1)) < 0.1
+        assert 0.03 < x.std(0).mean().item() < 0.3
+
+
+def test_moe_routes_and_equal_experts_equal_dense(small_cfg):
+    cfg = dataclasses.replace(small_cfg, moe_experts=4, moe_top_k=2)
+    moe = MoEFeedForward(cfg).eval()
+    dense = SwiGLU(cfg.d_model, cfg.ffn_hidden, invariant=True)
+    with torch.no_grad():
+        moe.gate_up.copy_(dense.gate_up.weight.expand_as(moe.gate_up))
+        moe.down.copy_(dense.down.weight.expand_as(moe.down))
+    x = torch.randn(50, cfg.d_model)
+    assert torch.allclose(moe(x), dense(x), atol=1e-5)
+    _, expert = moe.route(x)
+    assert expert.shape == (50, 2) and len(expert.unique()) > 1  # tokens really are routed
+
+
+def test_moe_gather_equals_grouped_bitwise(small_cfg):
+    cfg = dataclasses.replace(small_cfg, moe_experts=8, moe_top_k=2)
+    moe = MoEFeedForward(cfg).eval()
+    x = torch.randn(40, cfg.d_model)
+    with torch.no_grad():
+        assert torch.equal(moe(x, gather=True), moe(x, gather=False))
+        assert torch.equal(moe(x[:3], gather=True), moe(x, gather=False)[:3])
+
+
+def test_moe_training_has_balance_loss(small_cfg):
+    cfg = dataclasses.replace(small_cfg, moe_experts=4)
+    model = InteractionModel(cfg).train()
+    losses = model(random_batch(cfg, 1, 5))
+    assert "moe_aux" in losses and losses["moe_aux"] > 0
