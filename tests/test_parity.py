@@ -20,7 +20,7 @@ def test_batch_of_sessions_at_different_lengths(small_model):
     assert r.max_abs_diff == 0.0, r
 
 
-def test_all_silent_turns_take_the_fused_path(small_model):
+def test_all_silent_turns(small_model):
     r = measure_parity(small_model, starts=[0, 1], turns=9, seed=4, speak=0.0)
     assert r.max_abs_diff == 0.0, r
 

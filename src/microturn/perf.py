@@ -69,6 +69,15 @@ def _time_turns(engine: Engine, sessions: list, feed: _Feed, turns: int, desc: s
     return out * 1e3
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) jiffies from /proc/stat: how much CPU the host took from this VM."""
+    try:
+        fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
 @torch.no_grad()
 def _reprefill_ms(model: InteractionModel, turns: int, runs: int, seed: int) -> float:
     """One forward over the whole context, as a server without streaming sessions does every
@@ -90,6 +99,7 @@ def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptio
     w = opts.window
     if opts.turns < 10 + 2 * w:
         raise ValueError(f"--turns {opts.turns}: expected at least {10 + 2 * w}")
+    ticks0 = _cpu_ticks()
     # 1. one session, a long conversation
     engine = Engine(model, EngineConfig(max_sessions=max(opts.batch_sizes)))
     session = engine.open(vocoder=False)
@@ -113,6 +123,10 @@ def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptio
         for s in sessions:
             engine.close(s)
     turn_s = cfg.model.layout.turn_seconds
+    ticks1 = _cpu_ticks()
+    steal = None
+    if ticks0 and ticks1 and ticks1[1] > ticks0[1]:
+        steal = (ticks1[0] - ticks0[0]) / (ticks1[1] - ticks0[1])
     return {
         "config": cfg.name,
         "params": model.num_params(),
@@ -130,7 +144,7 @@ def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptio
         "parity_turns_compared": parity.compared,
         "batched_ms_per_session": batched,
         "kv_bytes_per_session": engine.pool.bytes // engine.pool.slots,
-        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "cpu_steal": steal,
                     "python": platform.python_version(), "processor": platform.processor() or platform.machine()},
     }
 
@@ -144,6 +158,8 @@ def format_table(r: dict) -> str:
         ("re-prefill ms", f"{r['reprefill_ms']:.0f}  (streaming is {r['speedup_vs_reprefill']:.0f}x faster)"),
         ("parity max |diff|", f"{r['parity_max_abs_diff']:.3g}  over {r['parity_turns_compared']} turns"),
     ] + [(f"batched, {n} sessions", f"{ms:.1f} ms per session") for n, ms in r["batched_ms_per_session"].items()]
+    if r["machine"]["cpu_steal"] is not None:
+        rows.append(("cpu steal during run", f"{100 * r['machine']['cpu_steal']:.0f}% (time the VM host took)"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

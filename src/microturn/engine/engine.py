@@ -1,9 +1,10 @@
 """The engine: one `step` advances any set of sessions by one micro-turn, batched.
 
-A step appends IN_k for every session (with the previous turn's last OUT slot, whose
-K/V is written now rather than in a step of its own), then decodes OUT_k slot by slot:
-control, text, audio. Nothing is re-prefilled and nothing is allocated per turn beyond
-the few activations of the appended tokens.
+A step appends IN_k for every session (led by the previous turn's audio slots, whose K/V
+are written now rather than in appends of their own), then decodes OUT_k slot by slot:
+control and text through the trunk, audio through the flow head. Six trunk appends a turn,
+speaking or not. Nothing is re-prefilled and nothing is allocated per turn beyond the few
+activations of the appended tokens.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from ..config import EngineConfig
 from ..model.interaction import InteractionModel, Predictions
 from ..streams.turns import SILENT, SPEAK, TurnInput, TurnOutput
+from ..model.trunk import KVStep
 from .kv import KVPool
 from .sampling import sample_tokens
 from .session import SamplerSettings, Session
@@ -58,19 +60,20 @@ class Engine:
         self.pool.release(session.slot)
 
     # ---- one micro-turn -----------------------------------------------------------------
-    def _append(self, sessions: list[Session], x: torch.Tensor, positions: torch.Tensor,
-                valid: torch.Tensor, held: torch.Tensor | None = None) -> torch.Tensor:
-        """Run x [B, M, d] through the trunk at `positions`, writing K/V of valid rows.
-
-        `held` [B, chunks]: the window's chunk turns for this turn, shared by its appends."""
-        pad = self.min_rows - x.shape[1]
-        if pad > 0:  # padding rows repeat the last position, write nothing, are dropped
+    def _append(self, x: torch.Tensor, kv: KVStep) -> torch.Tensor:
+        """Run x [B, M, d] through the trunk; padding rows (kv has more) are zeros, dropped."""
+        m = x.shape[1]
+        pad = kv.positions.shape[1] - m
+        if pad:
             x = torch.cat([x, x.new_zeros(x.shape[0], pad, x.shape[2])], dim=1)
+        return self.model.trunk.step(x, kv)[:, :m]
+
+    def _prefill_rows(self, sessions: list[Session], positions: torch.Tensor, valid: torch.Tensor) -> KVStep:
+        pad = self.min_rows - positions.shape[1]
+        if pad > 0:
             positions = torch.cat([positions, positions[:, -1:].expand(-1, pad)], dim=1)
             valid = torch.cat([valid, valid.new_zeros(valid.shape[0], pad)], dim=1)
-        rows = None if held is None else held[:, None].expand(-1, positions.shape[1], -1)
-        kv = self.pool.step([s.slot for s in sessions], positions, valid, rows)
-        return self.model.trunk.step(x, kv)[:, : x.shape[1] - max(pad, 0)]
+        return self.pool.step([s.slot for s in sessions], positions, valid)
 
     @torch.no_grad()
     def step(self, sessions: list[Session], inputs: list[TurnInput],
@@ -85,62 +88,54 @@ class Engine:
         n_in, n_text, n_audio, tpt = lay.in_tokens, lay.text_out_slots, lay.audio_slots, lay.tokens_per_turn
         turn = torch.tensor([s.turn for s in sessions])
         base = turn * tpt
-        # 1. IN_k, led by the previous turn's last OUT slot
+        a0 = n_in + 1 + n_text  # first audio slot in the turn
+        # 1. IN_k, led by the previous turn's audio slots (nothing is predicted from them)
         x = m.embed.embed_in(turn, *self._stack_inputs(inputs))
         pos = base[:, None] + torch.arange(n_in)
         valid = torch.ones(pos.shape, dtype=torch.bool)
         if any(s.deferred is not None for s in sessions):
-            prev = torch.stack([s.deferred if s.deferred is not None else x.new_zeros(x.shape[-1]) for s in sessions])
-            x = torch.cat([prev[:, None], x], dim=1)
-            pos = torch.cat([(base - 1)[:, None], pos], dim=1)
-            valid = torch.cat([torch.tensor([[s.deferred is not None] for s in sessions]), valid], dim=1)
-        h = self._append(sessions, x, pos, valid)[:, -1]
-        ones = torch.ones(len(sessions), 1, dtype=torch.bool)
+            none = x.new_zeros(n_audio, x.shape[-1])
+            x = torch.cat([torch.stack([none if s.deferred is None else s.deferred for s in sessions]), x], dim=1)
+            pos = torch.cat([(base - tpt + a0)[:, None] + torch.arange(n_audio), pos], dim=1)
+            late = torch.tensor([[s.deferred is not None] * n_audio for s in sessions])
+            valid = torch.cat([late, valid], dim=1)
+        h = self._append(x, self._prefill_rows(sessions, pos, valid))[:, -1]
         time = m.embed.time(turn)
-        held = self.pool.window.chunk_turns(turn)
+        plan = self.pool.plan([s.slot for s in sessions], turn)
 
         def feed(slot: int, content: torch.Tensor) -> torch.Tensor:
-            xs = m.embed.embed_out_slot(time, slot, content)
-            p = base[:, None] + n_in + slot + torch.arange(content.shape[1])
-            return self._append(sessions, xs, p, ones.expand(-1, content.shape[1]), held)
+            """Append OUT slot `slot` (content [B, 1, d]); its trunk state [B, d]."""
+            kv = self.pool.rows(plan, n_in + slot, 1, max(0, self.min_rows - 1))
+            return self._append(m.embed.embed_out_slot(time, slot, content), kv)[:, 0]
 
-        # 2. control
+        # 2. control, then text one slot at a time; each sampled slot is fed back
         ctrl_logits = m.control_head(h)
         control = self._choose(sessions, ctrl_logits, [f.control if f else None for f in forced])
-        h = feed(0, m.embed.out_content("control", control))[:, 0]
-        # 3. text, one slot at a time
+        h = feed(0, m.embed.out_content("control", control))
         text_logits, text = [], []
         for j in range(n_text):
             logits = m.text_head(h)
             tok = self._choose(sessions, logits, [f.text[j] if f and f.text is not None else None for f in forced])
             text_logits.append(logits)
             text.append(tok)
-            if j < n_text - 1:
-                h = feed(1 + j, m.embed.out_content("text_out", tok[:, None]))[:, 0]
-        last_text = m.embed.out_content("text_out", text[-1][:, None])
-        # 4. audio: the flow head samples each slot's frame from the state before it
+            h = feed(1 + j, m.embed.out_content("text_out", tok[:, None]))
+        # 3. audio: the flow head draws each slot's frame, conditioned on the state after the
+        #    text and on the frame before; the frames enter the trunk with the next turn
         speak = control == SPEAK
-        a0 = 1 + n_text
-        frames = torch.zeros(len(sessions), n_audio, lay.audio_token_dim)
-        if not speak.any():  # all silent: the audio slots are fixed, append them together
-            empty = m.embed.out_content("audio_out", frames, speak)
-            hs = feed(n_text, torch.cat([last_text, empty[:, :-1]], dim=1))
-            conds = list(hs.unbind(1))
-            deferred = m.embed.embed_out_slot(time, a0 + n_audio - 1, empty[:, -1:])[:, 0]
-        else:
-            h = feed(n_text, last_text)[:, 0]
-            conds = []
-            for i in range(n_audio):
-                conds.append(h)
-                frames[:, i] = self._frames(sessions, h, speak, [f.audio[i] if f and f.audio is not None else None for f in forced])
-                content = m.embed.out_content("audio_out", frames[:, i:i + 1], speak)
-                if i < n_audio - 1:
-                    h = feed(a0 + i, content)[:, 0]
-                else:
-                    deferred = m.embed.embed_out_slot(time, a0 + i, content)[:, 0]
+        frames = torch.zeros(len(sessions), n_audio + 1, lay.audio_token_dim)
+        frames[:, 0] = torch.stack([s.last_frame for s in sessions])
+        conds = []
+        for i in range(n_audio):
+            cond = m.flow_condition(h, frames[:, i:i + 1], i)[:, 0]
+            conds.append(cond)
+            frames[:, i + 1] = self._frames(sessions, cond, speak,
+                                            [f.audio[i] if f and f.audio is not None else None for f in forced])
+        frames = frames[:, 1:] * speak[:, None, None]
+        deferred = m.embed.embed_out_slot(time, 1 + n_text, m.embed.out_content("audio_out", frames, speak))
         outputs = []
         for b, s in enumerate(sessions):
             s.deferred = deferred[b]
+            s.last_frame = frames[b, -1]
             s.turn += 1
             outputs.append(TurnOutput(control=int(control[b]), text=[int(t[b]) for t in text],
                                       audio=frames[b].clone() if speak[b] else None))

@@ -7,6 +7,7 @@ and never grows: a turn's keys overwrite the turn that just left the window.
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 
 import torch
 
@@ -14,6 +15,19 @@ from ..config import ModelConfig
 from ..errors import PoolFullError
 from ..model.trunk import KVStep, mask_bias, rope_angles
 from ..model.window import AttentionWindow
+
+
+@dataclass
+class TurnPlan:
+    """What every append of one turn shares, computed once per engine step."""
+
+    slots: torch.Tensor  # [B]
+    first_slot: int | None
+    base: torch.Tensor  # [B] absolute position of the turn's first token
+    cache_base: torch.Tensor  # [B] its key slot in the window layout
+    bias: torch.Tensor  # [B, tokens_per_turn, keys] attention bias of a query at each index
+    cos: torch.Tensor  # [B, tokens_per_turn, 1, head_dim / 2]
+    sin: torch.Tensor
 
 
 class KVPool:
@@ -52,22 +66,42 @@ class KVPool:
             t[slot].zero_()
         heapq.heappush(self._free, slot)
 
-    def step(self, slots: list[int], positions: torch.Tensor, valid: torch.Tensor,
-             held: torch.Tensor | None = None) -> KVStep:
-        """Everything the attention layers need to append `positions` [B, M] (`valid` rows only).
+    @staticmethod
+    def _first(slots: list[int]) -> int | None:
+        return slots[0] if slots == list(range(slots[0], slots[0] + len(slots))) else None
 
-        `held` [B, M, chunks]: `window.chunk_turns` of each row's turn, if already known.
-        """
-        first = slots[0] if slots == list(range(slots[0], slots[0] + len(slots))) else None
+    def _grouped(self, bias: torch.Tensor) -> torch.Tensor:
+        """[B, M, keys] -> [B, 1, groups * M, keys], the row order of the grouped queries."""
+        b, m, keys = bias.shape
+        return bias[:, None, None].expand(-1, 1, self.groups, -1, -1).reshape(b, 1, self.groups * m, keys)
+
+    def step(self, slots: list[int], positions: torch.Tensor, valid: torch.Tensor) -> KVStep:
+        """Everything the attention layers need to append `positions` [B, M] (`valid` rows only)."""
         write_b, write_m = valid.nonzero(as_tuple=True)
-        b, m = positions.shape
-        tpt = self.window.tokens_per_turn
-        turn = positions // tpt
-        held = self.window.chunk_turns(turn) if held is None else held
-        mask = self.window.mask_from(held, turn, positions % tpt)
-        mask = mask[:, None, None].expand(-1, 1, self.groups, -1, -1)
         cos, sin = rope_angles(positions, self.head_dim, self.rope_base)
         return KVStep(
-            k=self.k, v=self.v, slots=torch.tensor(slots), first_slot=first, positions=positions,
+            k=self.k, v=self.v, slots=torch.tensor(slots), first_slot=self._first(slots), positions=positions,
             write_b=write_b, write_m=write_m, write_index=self.window.cache_index(positions[write_b, write_m]),
-            bias=mask_bias(mask.reshape(b, 1, self.groups * m, -1)), cos=cos, sin=sin)
+            bias=self._grouped(mask_bias(self.window.key_mask(positions))), cos=cos, sin=sin)
+
+    def plan(self, slots: list[int], turns: torch.Tensor) -> TurnPlan:
+        tpt = self.window.tokens_per_turn
+        base = turns * tpt
+        positions = base[:, None] + torch.arange(tpt)
+        cos, sin = rope_angles(positions, self.head_dim, self.rope_base)
+        return TurnPlan(torch.tensor(slots), self._first(slots), base, self.window.cache_index(base),
+                        mask_bias(self.window.key_mask(positions)), cos, sin)
+
+    def rows(self, plan: TurnPlan, first: int, count: int, pad: int = 0) -> KVStep:
+        """Append tokens first .. first + count - 1 of the planned turn for every session;
+        `pad` extra rows repeat the last token and write nothing."""
+        idx = torch.arange(first, first + count)
+        if pad:
+            idx = torch.cat([idx, idx[-1:].expand(pad)])
+        b = plan.slots.numel()
+        write_b = torch.arange(b).repeat_interleave(count)
+        write_m = torch.arange(count).repeat(b)
+        return KVStep(
+            k=self.k, v=self.v, slots=plan.slots, first_slot=plan.first_slot, positions=plan.base[:, None] + idx,
+            write_b=write_b, write_m=write_m, write_index=plan.cache_base[write_b] + write_m + first,
+            bias=self._grouped(plan.bias[:, idx]), cos=plan.cos[:, idx], sin=plan.sin[:, idx])

@@ -55,7 +55,7 @@ def measure_parity(model: InteractionModel, starts: list[int], turns: int, seed:
     """Sequence b joins the engine at step starts[b] and runs `turns` turns."""
     model.eval()
     batch = random_batch(model.cfg, len(starts), turns, seed, speak)
-    ref = model.predict(model.hidden(batch))
+    ref = model.predict(model.hidden(batch), batch)
     engine = Engine(model, EngineConfig(max_sessions=len(starts)))
     sessions = [engine.open(vocoder=False) for _ in starts]
     worst = {"control": 0.0, "text": 0.0, "audio_cond": 0.0}

@@ -6,8 +6,11 @@ time (`embed`, `trunk.step`, the heads), and the parity tests hold the two to bi
 equality.
 
 Inside OUT_k the hidden state at the previous position predicts each slot: the last IN_k
-token predicts the control slot, the control slot predicts text 0, and so on; the hidden
-state before each audio slot conditions the flow head for that slot.
+token predicts the control slot, the control slot predicts text 0, and so on to the last
+text slot. Its state then conditions the flow head for all of the turn's audio slots,
+which chain inside the head: slot i's condition adds the frame of slot i-1 (the previous
+turn's last frame for slot 0) and a slot embedding. The audio slots are still trunk
+inputs, so the model hears its own voice from the next turn on (see docs/design.md).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class InteractionModel(nn.Module):
         self.control_head = InvariantLinear(d, len(CONTROL_TOKENS), invariant=inv)
         self.text_head = InvariantLinear(d, cfg.vocab_size, invariant=inv)
         self.flow = FlowHead(lay.audio_token_dim, d, cfg.flow_width, cfg.flow_depth)
+        self.prev_frame = InvariantLinear(lay.audio_token_dim, d, invariant=inv)
+        self.audio_slot = nn.Parameter(torch.randn(lay.audio_slots, d) * 0.02)
         self.codec = DMelCodec(lay.dmel_levels)
         self.mel_norm = MelNorm(lay.mel_channels)
         self._init_weights()
@@ -75,16 +80,29 @@ class InteractionModel(nn.Module):
             raise ValueError("training sequences must start at turn 0 (the attention sink)")
         return self.trunk(x.reshape(b, turns * tpt, d)).view(b, turns, tpt, d)
 
-    def predict(self, h: torch.Tensor) -> Predictions:
+    def flow_condition(self, h: torch.Tensor, prev: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """h [..., d] (state at the last text slot), prev [..., n, token_dim] (the frame before
+        each of audio slots first .. first + n - 1) -> [..., n, d]."""
+        return h[..., None, :] + self.prev_frame(prev) + self.audio_slot[first:first + prev.shape[-2]]
+
+    @staticmethod
+    def previous_frames(batch: TurnBatch) -> torch.Tensor:
+        """[B, L, A, D]: for slot i the frame of slot i-1, for slot 0 the previous turn's last
+        frame; zeros where the turn before was silent."""
+        frames = batch.audio_out * batch.audio_out_mask[..., None, None]
+        last = torch.cat([torch.zeros_like(frames[:, :1, -1]), frames[:, :-1, -1]], dim=1)
+        return torch.cat([last[:, :, None], frames[:, :, :-1]], dim=2)
+
+    def predict(self, h: torch.Tensor, batch: TurnBatch) -> Predictions:
         lay = self.cfg.layout
         n_in, n_text = lay.in_tokens, lay.text_out_slots
         return Predictions(
             control_logits=self.control_head(h[..., n_in - 1, :]),
             text_logits=self.text_head(h[..., n_in:n_in + n_text, :]),
-            audio_cond=h[..., n_in + n_text:n_in + n_text + lay.audio_slots, :])
+            audio_cond=self.flow_condition(h[..., n_in + n_text, :], self.previous_frames(batch)))
 
     def forward(self, batch: TurnBatch) -> dict[str, torch.Tensor]:
-        pred = self.predict(self.hidden(batch))
+        pred = self.predict(self.hidden(batch), batch)
         losses = {
             "control": F.cross_entropy(pred.control_logits.flatten(0, -2), batch.control.flatten()),
             "text": F.cross_entropy(pred.text_logits.flatten(0, -2), batch.text_out.flatten()),

@@ -32,18 +32,18 @@ class RMSNorm(nn.Module):
 
 
 def rope_angles(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin for absolute `positions` [..., n] -> [..., n, 1, head_dim / 2], shared by all layers."""
+    """cos and signed sin for absolute `positions` [..., n] -> [..., n, 1, head_dim], shared by all layers."""
     half = head_dim // 2
     inv_freq = 1.0 / (base ** (torch.arange(0, half, device=positions.device, dtype=torch.float32) / half))
     angles = positions[..., None].float() * inv_freq
-    return angles.cos()[..., None, :], angles.sin()[..., None, :]
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat([cos, cos], -1)[..., None, :], torch.cat([-sin, sin], -1)[..., None, :]
 
 
 def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate [..., n, heads, head_dim] (rotate-half form)."""
+    """Rotate [..., n, heads, head_dim] (rotate-half form): x cos + [x2, x1] (-sin, sin)."""
     half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    return torch.addcmul(x * cos, torch.cat([x[..., half:], x[..., :half]], dim=-1), sin)
 
 
 def mask_bias(mask: torch.Tensor) -> torch.Tensor:
@@ -98,7 +98,9 @@ class Attention(nn.Module):
 
     @staticmethod
     def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return ((q @ k.transpose(-1, -2)) + bias).softmax(-1) @ v
+        scores = torch.baddbmm(bias.expand(*q.shape[:-1], k.shape[-2]).flatten(0, -3),
+                               q.flatten(0, -3), k.transpose(-1, -2).flatten(0, -3))
+        return (scores.softmax(-1) @ v.flatten(0, -3)).view(*q.shape[:-1], v.shape[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Training: x [B, L*T, d], sequences starting at turn 0."""

@@ -57,14 +57,8 @@ class AttentionWindow:
     def key_mask(self, position: torch.Tensor) -> torch.Tensor:
         """[..., keys] bool: the key slots a query at `position` attends to (causal in its turn)."""
         tpt = self.tokens_per_turn
-        t = position // tpt
-        u = self.chunk_turns(t)
-        return self.mask_from(u, t, position % tpt)
-
-    def mask_from(self, held: torch.Tensor, turn: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """`key_mask` from `chunk_turns` already computed for the queries' turns (the engine
-        computes it once per turn, then masks each append of that turn from it)."""
-        j = torch.arange(self.tokens_per_turn, device=index.device)
-        u = held[..., None]
-        ok = (u >= 0) & ((u < turn[..., None, None]) | (j <= index[..., None, None]))
+        t, i = position // tpt, position % tpt
+        u = self.chunk_turns(t)[..., None]  # [..., C, 1]
+        j = torch.arange(tpt, device=position.device)
+        ok = (u >= 0) & ((u < t[..., None, None]) | (j <= i[..., None, None]))
         return ok.flatten(-2)
