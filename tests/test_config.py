@@ -21,25 +21,18 @@ def test_unknown_key_in_toml_is_named(tmp_path):
         load_config(f)
 
 
-def test_unknown_layout_key_and_bad_values(tmp_path):
+@pytest.mark.parametrize("text,message", [
+    ('[model.layout]\nvideo_height = 50\n', "video_height=50.*multiple of 40"),
+    ('[model.layout]\nturn_msec = 100\n', r"layout\.turn_msec"),
+    ('[model]\nd_model = "big"\n', "d_model.*expected int"),
+    ('[modle]\n', "modle"),
+    ('base = "huge"\n', "huge"),
+    ('not toml [', "not valid TOML"),
+])
+def test_bad_config_files_name_the_problem(tmp_path, text, message):
     f = tmp_path / "bad.toml"
-    f.write_text('[model.layout]\nvideo_height = 50\n')
-    with pytest.raises(ConfigError, match="video_height=50.*multiple of 40"):
-        load_config(f)
-    f.write_text('[model.layout]\nturn_msec = 100\n')
-    with pytest.raises(ConfigError, match=r"layout\.turn_msec"):
-        load_config(f)
-    f.write_text('[model]\nd_model = "big"\n')
-    with pytest.raises(ConfigError, match="d_model.*expected int"):
-        load_config(f)
-    f.write_text('[modle]\n')
-    with pytest.raises(ConfigError, match="modle"):
-        load_config(f)
-    f.write_text('base = "huge"\n')
-    with pytest.raises(ConfigError, match="huge"):
-        load_config(f)
-    f.write_text('not toml [')
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=message):
         load_config(f)
 
 

@@ -16,6 +16,7 @@ import torch
 from ..config import EngineConfig
 from ..model.interaction import InteractionModel, Predictions
 from ..streams.turns import SILENT, SPEAK, TurnInput, TurnOutput
+from ..model.linear import TILE
 from ..model.trunk import KVStep
 from .kv import KVPool
 from .sampling import sample_tokens
@@ -39,8 +40,7 @@ class Engine:
         self.sessions: dict[str, Session] = {}
         # attention multiplies groups * rows query rows at once; fewer than 4 would take MKL's
         # small-row kernels, whose sums differ from training's, so appends are padded
-        groups = model.cfg.n_heads // model.cfg.n_kv_heads
-        self.min_rows = -(-4 // groups)
+        self.groups = model.cfg.n_heads // model.cfg.n_kv_heads
 
     # ---- admission ----------------------------------------------------------------------
     def open(self, sampler: SamplerSettings | None = None, vocoder: bool = True,
@@ -68,8 +68,13 @@ class Engine:
             x = torch.cat([x, x.new_zeros(x.shape[0], pad, x.shape[2])], dim=1)
         return self.model.trunk.step(x, kv)[:, :m]
 
+    def _min_rows(self, sessions: int) -> int:
+        """Rows per session in an append: 4 query rows for attention, and (cheaper than padding
+        inside every linear) enough that all sessions' rows fill a GEMM tile."""
+        return max(-(-4 // self.groups), -(-TILE // sessions))
+
     def _prefill_rows(self, sessions: list[Session], positions: torch.Tensor, valid: torch.Tensor) -> KVStep:
-        pad = self.min_rows - positions.shape[1]
+        pad = self._min_rows(len(sessions)) - positions.shape[1]
         if pad > 0:
             positions = torch.cat([positions, positions[:, -1:].expand(-1, pad)], dim=1)
             valid = torch.cat([valid, valid.new_zeros(valid.shape[0], pad)], dim=1)
@@ -105,7 +110,7 @@ class Engine:
 
         def feed(slot: int, content: torch.Tensor) -> torch.Tensor:
             """Append OUT slot `slot` (content [B, 1, d]); its trunk state [B, d]."""
-            kv = self.pool.rows(plan, n_in + slot, 1, max(0, self.min_rows - 1))
+            kv = self.pool.rows(plan, n_in + slot, 1, self._min_rows(len(sessions)) - 1)
             return self._append(m.embed.embed_out_slot(time, slot, content), kv)[:, 0]
 
         # 2. control, then text one slot at a time; each sampled slot is fed back
