@@ -5,7 +5,7 @@ import torch
 from conftest import tone
 from microturn.config import EngineConfig
 from microturn.engine.engine import Engine
-from microturn.engine.offline import RecordedInput, run_offline
+from microturn.runtime.offline import RecordedInput, run_offline
 from microturn.engine.session import SamplerSettings
 from microturn.errors import InputError, PoolFullError
 from microturn.streams.turns import SPEAK, TurnOutput

@@ -67,3 +67,12 @@ def test_packer_checks_chunks():
     inp = packer.pack(np.zeros(3200, np.float32), np.zeros((80, 80, 3), np.uint8))
     assert inp.audio.shape == (4, 320) and inp.video.shape == (4, 3, 40, 40)
     assert inp.user_text == [TOK.PAD] * 4
+
+
+def test_a_new_delegate_token_restarts_an_unfinished_request():
+    from microturn.streams.turns import TurnOutput, TurnUnpacker
+    un = TurnUnpacker(LAY)
+    junk = TurnOutput(SILENT, [TOK.DELEGATE, ord("x"), ord("y"), TOK.PAD], None)
+    real = TurnOutput(SILENT, [TOK.DELEGATE, ord("4"), TOK.DELEGATE_END, TOK.PAD], None)
+    events = un.unpack(0, junk)[0] + un.unpack(1, real)[0]
+    assert [(e.kind, e.text, e.t) for e in events] == [("delegation", "4", 0.4)]

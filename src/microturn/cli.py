@@ -1,4 +1,4 @@
-"""`microturn <command>`: perf, configs."""
+"""`microturn <command>`: perf, configs, background."""
 
 from __future__ import annotations
 
@@ -44,6 +44,36 @@ def _cmd_configs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_background(args: argparse.Namespace) -> int:
+    import time
+
+    from .background.tasks import BackgroundRunner, TaskManager
+    from .streams.turns import Event
+
+    if args.background_url:
+        from .background.openai_agent import OpenAIAgent
+        agent = OpenAIAgent(args.background_url, args.background_model, timeout_s=args.timeout)
+    else:
+        from .background.agent import EmbeddedAgent
+        agent = EmbeddedAgent(timeout_s=args.timeout)
+    runner = BackgroundRunner()
+    try:
+        tasks = TaskManager(agent, runner)
+        history = [Event(0.0, "user_text", text) for text in args.context]
+        task = tasks.start(args.request, history, now=0.0)
+        t0 = time.monotonic()
+        while tasks.states[task] in ("created", "running"):
+            tasks.advance(time.monotonic() - t0)  # timers run on the wall clock here
+            for ev in tasks.poll():
+                print(f"{time.monotonic() - t0:6.2f}s  {ev.task_id} {ev.kind:<9} {ev.text}")
+            time.sleep(0.02)
+        for ev in tasks.poll():
+            print(f"{time.monotonic() - t0:6.2f}s  {ev.task_id} {ev.kind:<9} {ev.text}")
+        return 0 if tasks.states[task] == "done" else 1
+    finally:
+        runner.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="microturn", description="Open interaction models in 200 ms micro-turns.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -57,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     perf.set_defaults(func=_cmd_perf)
     configs = sub.add_parser("configs", help="named model configs and their sizes")
     configs.set_defaults(func=_cmd_configs)
+    bg = sub.add_parser("background", help="run one background task and print its events")
+    bg.add_argument("request", help="what the interaction model would delegate, e.g. 'what is 2**32 / 7'")
+    bg.add_argument("--context", action="append", default=[], help="earlier user text (repeatable)")
+    bg.add_argument("--background-url", help="an OpenAI-compatible server (default: the embedded agent)")
+    bg.add_argument("--background-model", default="default", help="model name on that server")
+    bg.add_argument("--timeout", type=float, default=30.0, help="seconds without an answer before failing")
+    bg.set_defaults(func=_cmd_background)
     return p
 
 

@@ -214,6 +214,9 @@ class TurnUnpacker:
 
     def _text_token(self, k: int, tok: int) -> list[Event]:
         if self.request is not None:
+            if tok == TOKENIZER.DELEGATE:  # a new request replaces an unfinished one
+                self.request = _Pending(start=k)
+                return []
             if tok == TOKENIZER.DELEGATE_END:
                 ev = Event(self._t(self.request.start), "delegation", TOKENIZER.decode(self.request.ids))
                 self.request = None

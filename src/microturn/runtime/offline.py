@@ -1,6 +1,8 @@
 """Offline runner: a recorded conversation through one session, turn by turn.
 
-Deterministic for a given seed and faster than real time; `demo` and `bench` drive it.
+Faster than real time and deterministic for a given seed (background tasks run on the
+conversation's clock; an LLM backend's answer times are its own); `demo` and `bench`
+drive it.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from ..background.agent import BackgroundAgent
+from ..background.tasks import BackgroundRunner
+from ..engine.engine import Engine
+from ..engine.session import SamplerSettings
 from ..errors import InputError
 from ..streams.audio import wav_bytes
 from ..streams.timeline import Timeline
 from ..streams.turns import Event, TurnOutput
-from .engine import Engine
-from .session import SamplerSettings
+from .conversation import Conversation, DeliveryPolicy
 
 
 @dataclass
@@ -26,6 +31,7 @@ class RecordedInput:
     audio: np.ndarray | None = None
     frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
     typed: list[tuple[float, str]] = field(default_factory=list)
+    user_words: list[Event] = field(default_factory=list)  # the user's words, if an alignment is known
     duration: float | None = None  # default: the audio's length (or the last event + 1 s)
 
     def seconds(self, rate: int) -> float:
@@ -50,7 +56,9 @@ class OfflineResult:
 
 
 def run_offline(engine: Engine, rec: RecordedInput, sampler: SamplerSettings | None = None,
-                progress: bool = False) -> OfflineResult:
+                progress: bool = False, agent: BackgroundAgent | None = None,
+                policy: DeliveryPolicy | None = None) -> OfflineResult:
+    """Run `rec` through a new session; with `agent`, delegations start background tasks."""
     lay = engine.layout
     duration = rec.seconds(lay.sample_rate)
     n = max(1, math.ceil(round(duration / lay.turn_seconds, 6)))
@@ -58,29 +66,27 @@ def run_offline(engine: Engine, rec: RecordedInput, sampler: SamplerSettings | N
     if rec.audio is not None:
         audio = np.zeros(n * lay.turn_samples, dtype=np.float32)
         audio[: min(len(audio), len(rec.audio))] = rec.audio[: len(audio)]
+    by_turn = lambda items: {k: [x for t, x in items if int(t // lay.turn_seconds) == k] for k in range(n)}
     frames = {int(t // lay.turn_seconds): f for t, f in sorted(rec.frames, key=lambda x: x[0])}
-    typed: dict[int, list[str]] = {}
-    for t, text in rec.typed:
-        typed.setdefault(int(t // lay.turn_seconds), []).append(text)
-    session = engine.open(sampler)
-    events: list[Event] = [Event(round(t, 6), "user_text", text) for t, text in rec.typed]
+    typed = by_turn(rec.typed)
+    words = by_turn([(w.end if w.end is not None else w.t, w) for w in rec.user_words])  # known once said
+    runner = BackgroundRunner() if agent is not None else None
+    conv = Conversation.open(engine, agent, runner, sampler, policy, settle=True)
     outputs = []
     try:
         for k in tqdm(range(n), desc="turns", unit="turn", disable=not progress):
-            for text in typed.get(k, []):
-                session.push_text(text)
             chunk = audio[k * lay.turn_samples:(k + 1) * lay.turn_samples] if audio is not None else None
-            inp = session.packer.pack(chunk, frames.get(k))
-            out = engine.step([session], [inp]).outputs[0]
-            events += session.unpacker.unpack(k, out)[0]
+            inp = conv.prepare(chunk, frames.get(k), typed[k], words[k])
+            out = engine.step([conv.session], [inp]).outputs[0]
+            conv.finish(out)
             outputs.append(out)
-        events += session.unpacker.flush(n - 1)
     finally:
-        engine.close(session)
-    model_audio = session.unpacker.waveform(n)
-    events.sort(key=lambda e: (e.t, e.kind))
+        conv.close()
+        if runner is not None:
+            runner.close()
     user = audio if audio is not None else np.zeros(n * lay.turn_samples, dtype=np.float32)
+    model_audio = conv.session.unpacker.waveform(n)
     model = model_audio if model_audio is not None else np.zeros_like(user)
-    tl = Timeline(duration=n * lay.turn_seconds, events=events, user_audio=audio, model_audio=model_audio,
-                  frames=list(rec.frames))
+    tl = Timeline(duration=n * lay.turn_seconds, events=conv.timeline_events(), user_audio=audio,
+                  model_audio=model_audio, frames=list(rec.frames))
     return OfflineResult(tl, outputs, wav_bytes([user, model], lay.sample_rate))

@@ -1,0 +1,1 @@
+"""background: the asynchronous background model (tasks, tools, agents)."""

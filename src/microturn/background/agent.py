@@ -1,0 +1,103 @@
+"""Background agents: the protocol, and the embedded default agent (no network, no weights).
+
+The embedded agent's planner maps a request (and the conversation, for "that" and "it")
+to one tool call and says the result in a short sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import AsyncIterator, Protocol, runtime_checkable
+
+from .calculator import CalculatorError, calculate, normalise, spoken_number
+from .context import ContextPackage
+from .tools import UNITS, TEMPERATURES, Clock, Knowledge, Tool, ToolError, default_tools
+
+
+@runtime_checkable
+class BackgroundAgent(Protocol):
+    """Takes a context package, yields result chunks. Cancelled by cancelling its task; the
+    task manager fails it when no chunk comes for `timeout_s` seconds."""
+
+    name: str
+    timeout_s: float
+
+    def run(self, ctx: ContextPackage) -> AsyncIterator[str]: ...
+
+
+ARITH = re.compile(r"[-+*/().%^×÷\d\s]*\d[-+*/().%^×÷\d\s]*|\b(?:sqrt|log|sin|cos|tan|factorial|abs)\b\s*\([^)]*\)")
+TIMER = re.compile(r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|hours?|h)\b")
+CONVERT = re.compile(r"(-?\d+(?:\.\d+)?)\s*(?:degrees\s+)?([a-z/]+)\s+(?:to|in|into)\s+(?:degrees\s+)?([a-z/]+)")
+REFERENCE = re.compile(r"\b(that|it|the result|the answer)\b")
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+class EmbeddedAgent:
+    name = "embedded"
+
+    def __init__(self, clock: Clock | None = None, knowledge: Knowledge | None = None, timeout_s: float = 30.0) -> None:
+        self.clock = clock or Clock()
+        self.tools: dict[str, Tool] = default_tools(self.clock, knowledge)
+        self.timeout_s = timeout_s
+
+    def plan(self, ctx: ContextPackage) -> tuple[str, dict]:
+        """(tool name, arguments) for a request."""
+        text = ctx.request.lower().strip()
+        if (m := TIMER.search(text)) and re.search(r"\b(timer|remind|alarm|wake)\b", text):
+            unit = m.group(2)[0]
+            seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]
+            label = re.sub(r"^.*\b(?:to|for)\b\s+", "", text) if re.search(r"\b(to|for)\b", text) else "timer"
+            return "set_timer", {"seconds": seconds, "label": label.strip(" .?!") or "timer"}
+        if (m := CONVERT.search(text)) and _is_unit(m.group(2)) and _is_unit(m.group(3)):
+            return "convert_units", {"value": float(m.group(1)), "from_unit": m.group(2), "to_unit": m.group(3)}
+        if re.search(r"\bwhat time\b|\bthe time\b|\bclock\b", text):
+            return "current_time", {}
+        if re.search(r"\b(date|what day)\b|\btoday\b", text):
+            return "current_date", {}
+        expr = self._arithmetic(text, ctx)
+        if expr is not None:
+            return "calculate", {"expression": expr}
+        return "lookup", {"query": ctx.request}
+
+    def _arithmetic(self, text: str, ctx: ContextPackage) -> str | None:
+        if REFERENCE.search(text):  # "what's that times three": the last number a result gave
+            last = next((NUMBER.findall(r["text"]) for r in reversed(ctx.transcript)
+                         if r["kind"] == "result" and NUMBER.search(r["text"])), None)
+            if last:
+                text = REFERENCE.sub(last[-1].replace(",", ""), text)
+        norm = normalise(text)
+        start = re.search(r"[-(\d]|\b(?:sqrt|log|sin|cos|tan|factorial|abs)\b", norm)
+        tail = norm[start.start():].rstrip(" ?.!") if start else ""
+        spans = ([tail] if tail else []) + sorted((s.strip() for s in ARITH.findall(norm) if s.strip()), key=len, reverse=True)
+        for span in spans:
+            if re.search(r"[-+*/%^()]", span.strip("()")) or span.startswith(("sqrt", "log", "sin", "cos", "tan", "fact", "abs")):
+                try:
+                    calculate(span)
+                    return span
+                except CalculatorError:
+                    continue
+        return None
+
+    async def run(self, ctx: ContextPackage) -> AsyncIterator[str]:
+        name, args = self.plan(ctx)
+        if name == "calculate":  # say it, rather than print it
+            yield f"{_say(args['expression'])} is {spoken_number(calculate(args['expression']))}."
+            return
+        async for chunk in self.tools[name].run(**args):
+            yield chunk
+
+
+def _is_unit(word: str) -> bool:
+    w = word.lower()
+    return w in UNITS or w in TEMPERATURES or (w.endswith("s") and w[:-1] in UNITS)
+
+
+def _say(expr: str) -> str:
+    spoken = {"**": " to the power of ", "*": " times ", "/": " divided by ", "+": " plus ", "-": " minus ", "%": " modulo "}
+    out = expr
+    for sym, word in spoken.items():
+        out = out.replace(sym, word)
+    return re.sub(r"\s+", " ", out).strip()
+
+
+__all__ = ["BackgroundAgent", "EmbeddedAgent", "ToolError"]

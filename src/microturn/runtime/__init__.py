@@ -1,0 +1,1 @@
+"""runtime: conversations that join sessions, background tasks and media, turn by turn."""
