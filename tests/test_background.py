@@ -191,3 +191,19 @@ def test_interruption_does_not_cancel_but_asking_does(small_model, runner):
     cancelled = next(e for e in conv.timeline_events() if e.kind == "task_cancelled")
     assert cancelled.t >= 12 * 0.2
     conv.close()
+
+
+def test_a_failed_task_leaves_the_conversation_going(small_model, runner):
+    engine = Engine(small_model, EngineConfig(max_sessions=1))
+    conv = Conversation.open(engine, ScriptedAgent(fail=True), runner, vocoder=False)
+    script = script_from(1, delegate("break"))
+    script.update(script_from(10, delegate("again")))
+    drive(conv, 14, script)
+    deadline = time.monotonic() + 5
+    while any(s == "running" for s in conv.tasks.states.values()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    drive(conv, 2)
+    assert conv.tasks.states == {"t1": "failed", "t2": "failed"} and conv.session.turn == 16
+    failed = [e.text for e in conv.timeline_events() if e.kind == "task_failed"]
+    assert len(failed) == 2 and "RuntimeError: tool broke on 'break'" in failed[0]
+    conv.close()

@@ -37,3 +37,10 @@ def test_bad_config_is_a_clean_error(tmp_path):
     assert p.returncode == 2 and "unknown config key 'model.width'" in p.stderr and "Traceback" not in p.stderr
     p = run("perf", "--checkpoint", str(tmp_path / "nope.safetensors"), check=False)
     assert p.returncode == 2 and "no such file" in p.stderr
+
+
+def test_background_command_runs_a_task():
+    p = run("background", "what is 17 * 23")
+    assert "t1 created" in p.stdout and "17 times 23 is 391." in p.stdout and "t1 done" in p.stdout
+    p = run("background", "(1).__class__ + 2", check=False)  # not arithmetic: looked up, answered, done
+    assert p.returncode == 0 and "t1 done" in p.stdout
