@@ -130,7 +130,7 @@ class Engine:
         frames = torch.zeros(len(sessions), n_audio + 1, lay.audio_token_dim)
         frames[:, 0] = torch.stack([s.last_frame for s in sessions])
         conds = []
-        for i in range(n_audio):
+        for i in range(n_audio if speak.any() or predictions else 0):
             cond = m.flow_condition(h, frames[:, i:i + 1], i)[:, 0]
             conds.append(cond)
             frames[:, i + 1] = self._frames(sessions, cond, speak,

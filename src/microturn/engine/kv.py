@@ -46,10 +46,6 @@ class KVPool:
         return len(self._free)
 
     @property
-    def in_use(self) -> int:
-        return self.slots - len(self._free)
-
-    @property
     def bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
 

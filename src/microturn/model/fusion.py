@@ -114,9 +114,12 @@ class TurnEmbedder(nn.Module):
         lead = turn.shape
         time = self.time_token.expand(*lead, 1, -1)
         a = self._or_empty(self.dmel(audio), audio_mask, self.empty["audio_in"])
-        v = self.video(video)  # [..., V, d]
-        v = v + (self.patch_row[:, None] + self.patch_col[None]).reshape(-1, v.shape[-1])
-        v = self._or_empty(v, video_mask, self.empty["video"])
+        if video_mask.any():  # the stem only runs when some turn has a frame
+            v = self.video(video)  # [..., V, d]
+            v = v + (self.patch_row[:, None] + self.patch_col[None]).reshape(-1, v.shape[-1])
+            v = self._or_empty(v, video_mask, self.empty["video"])
+        else:
+            v = self.empty["video"].expand(*video.shape[:-3], -1)
         content = torch.cat([time, a, v, self.text(user_text), self.text(background)], dim=-2)
         return self.finish(content, 0, self.time(turn))
 

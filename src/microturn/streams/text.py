@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 
-SPECIALS = ("<pad>", "<sep>", "<delegate>", "</delegate>", "<result>", "</result>")
+SPECIALS = ("<pad>", "<sep>", "<delegate>", "</delegate>")  # ids up to vocab_size - 1 are reserved
 N_BYTES = 256
 
 
@@ -15,8 +15,8 @@ N_BYTES = 256
 class ByteTokenizer:
     """Ids 0-255 are UTF-8 bytes; specials follow.
 
-    PAD fills a text slot with nothing in it; SEP ends a typed message or result chunk;
-    DELEGATE ... /DELEGATE wraps a request to the background model in the output stream.
+    PAD fills a text slot with nothing in it; SEP ends a typed message or a background
+    result; DELEGATE ... /DELEGATE wraps a request to the background model in the output.
     """
 
     vocab_size: int = 272
@@ -25,8 +25,6 @@ class ByteTokenizer:
     SEP = N_BYTES + 1
     DELEGATE = N_BYTES + 2
     DELEGATE_END = N_BYTES + 3
-    RESULT = N_BYTES + 4
-    RESULT_END = N_BYTES + 5
 
     def encode(self, text: str) -> list[int]:
         if not isinstance(text, str):

@@ -250,7 +250,3 @@ class TurnUnpacker:
             events.append(Event(self._t(self.speech_start), "model_speech", end=self._t(k + 1)))
             self.speech_start = None
         return events
-
-
-def control_name(token: int) -> str:
-    return CONTROL_TOKENS[token] if 0 <= token < len(CONTROL_TOKENS) else f"control{token}"
