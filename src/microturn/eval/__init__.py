@@ -1,0 +1,1 @@
+"""eval: interactivity metrics computed from what a listener hears."""
