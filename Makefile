@@ -5,9 +5,16 @@ BIN := $(VENV)/bin
 # torch first and pinned: an unpinned torch would pull multi-GB CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: setup test demo perf clean
+.PHONY: setup test demo perf clean system
 
-setup: $(VENV)/.installed
+setup: system $(VENV)/.installed
+
+# espeak-ng speaks the synthetic users; installed here when we can (root with apt).
+system:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq espeak-ng; \
+	  else echo "microturn needs espeak-ng: sudo apt-get install espeak-ng" >&2; exit 1; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

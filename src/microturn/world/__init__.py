@@ -1,0 +1,1 @@
+"""world: synthetic duplex scenarios: real speech, rendered video, timed events."""
