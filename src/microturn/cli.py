@@ -1,4 +1,4 @@
-"""`microturn <command>`: perf, configs, background."""
+"""`microturn <command>`: perf, bench, configs, background."""
 
 from __future__ import annotations
 
@@ -23,6 +23,38 @@ def _cmd_perf(args: argparse.Namespace) -> int:
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .engine.engine import Engine
+    from .eval.baseline import PIPECAT, SERVER_VAD
+    from .eval.bench import run_bench
+    from .eval.report import format_table, write_plots, write_timeline_html
+    from .eval.scenario import load_suite
+    from .model.checkpoint import load_model
+    from .model.interaction import InteractionModel
+
+    cfg = load_config(args.config)
+    torch.manual_seed(args.seed)
+    model = load_model(args.checkpoint, expect=cfg.model) if args.checkpoint else InteractionModel(cfg.model)
+    if not args.checkpoint:
+        print("note: no --checkpoint: microturn runs with untrained random weights", file=sys.stderr)
+    scenarios = load_suite(args.suite)
+    result = run_bench(Engine(model, cfg.engine), scenarios, suite=str(args.suite), seed=args.seed,
+                       vad=PIPECAT if args.vad == "pipecat" else SERVER_VAD, progress=not args.quiet)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.summary(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.plots:
+        for p in write_plots(result, args.plots):
+            print(f"wrote {p}")
+    if args.timeline:
+        print(f"wrote {write_timeline_html(result, args.timeline, Path(args.out) / f'{args.timeline}.html')}")
     return 0
 
 
@@ -85,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--json", help="write the figures to this JSON file")
     perf.add_argument("--quiet", action="store_true", help="no progress bars")
     perf.set_defaults(func=_cmd_perf)
+    bench = sub.add_parser("bench", help="microturn and a turn-based VAD harness on the same scenarios")
+    bench.add_argument("--suite", default="dev", help="'dev' (shipped) or a directory of JSON/TOML scenarios")
+    bench.add_argument("--config", default="tiny", help="a named config or a TOML file (default: tiny)")
+    bench.add_argument("--checkpoint", help="safetensors checkpoint of the model to test")
+    bench.add_argument("--vad", choices=["server_vad", "pipecat"], default="server_vad", help="baseline settings")
+    bench.add_argument("--json", help="write the side-by-side figures here")
+    bench.add_argument("--plots", help="write a PNG per family into this directory")
+    bench.add_argument("--timeline", help="write an HTML timeline of this scenario id")
+    bench.add_argument("--out", default="bench_out", help="where --timeline writes (default: bench_out)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(func=_cmd_bench)
     configs = sub.add_parser("configs", help="named model configs and their sizes")
     configs.set_defaults(func=_cmd_configs)
     bg = sub.add_parser("background", help="run one background task and print its events")

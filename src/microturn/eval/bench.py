@@ -1,0 +1,75 @@
+"""`microturn bench`: microturn and the turn-based harness on the same scenarios.
+
+Each scenario is rendered once (real espeak-ng speech), run through a microturn session
+(the offline runner, background agent on) and through the VAD harness, and scored with
+the same metrics from what each system said and when.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from ..background.agent import EmbeddedAgent
+from ..engine.engine import Engine
+from ..engine.session import SamplerSettings
+from ..runtime.offline import run_offline
+from ..world.tts import EspeakTTS
+from . import metrics as M
+from .baseline import SERVER_VAD, TurnBasedHarness, VadSettings
+from .scenario import Rendered, Scenario, oracle, render, score
+
+METRICS = ("pause_tor", "turn_taking_tor", "turn_taking_latency_s", "interruption_tor", "interruption_latency_s",
+           "stop_latency_s", "backchannel_freq", "not_addressed_response_rate", "timespeak_acc", "cuespeak_acc",
+           "correction_latency_s", "repcount_acc", "startstop_miou", "proactive_score", "tool_pass1",
+           "refusal_rate", "over_refusal_rate")
+SYSTEMS = ("microturn", "vad_harness")
+
+
+@dataclass
+class Run:
+    """One system on one scenario: what it said, and its scores."""
+
+    words: list[M.Word]
+    speech: list[M.Interval]
+    scores: dict
+    extra: list = field(default_factory=list)  # timeline events (background tasks, ...)
+
+
+@dataclass
+class BenchResult:
+    suite: str
+    rendered: list[Rendered]
+    runs: dict[str, list[Run]]  # system -> one Run per scenario
+
+    def summary(self) -> dict:
+        systems = {}
+        for name, runs in self.runs.items():
+            s = M.summarize([r.scores for r in runs])
+            systems[name] = {k: s.get(k) for k in METRICS} | {k: v for k, v in s.items() if k not in METRICS}
+        return {"suite": self.suite, "scenarios": len(self.rendered), "systems": systems}
+
+    def by_family(self) -> dict[str, dict[str, dict]]:
+        fams: dict[str, dict[str, dict]] = {}
+        for i, r in enumerate(self.rendered):
+            for name, runs in self.runs.items():
+                fams.setdefault(r.scenario.family, {}).setdefault(name, []).append(runs[i].scores)
+        return {f: {n: M.summarize(rows) for n, rows in systems.items()} for f, systems in fams.items()}
+
+
+def run_bench(engine: Engine, scenarios: list[Scenario], suite: str = "dev", seed: int = 0,
+              vad: VadSettings = SERVER_VAD, progress: bool = True) -> BenchResult:
+    tts = EspeakTTS()
+    harness = TurnBasedHarness(vad, tts)
+    result = BenchResult(suite, [], {s: [] for s in SYSTEMS})
+    for sc in tqdm(scenarios, desc="scenarios", unit="scenario", disable=not progress):
+        r = render(sc, tts)
+        result.rendered.append(r)
+        ours = run_offline(engine, r.recording, SamplerSettings(temperature=0.8, seed=seed), agent=EmbeddedAgent())
+        words, speech = M.heard(ours.timeline.events)
+        tasks = [e for e in ours.timeline.events if e.kind.startswith("task_") or e.kind in ("delegation", "result")]
+        result.runs["microturn"].append(Run(words, speech, score(r, words, speech), tasks))
+        base = harness.run(r.recording.audio, oracle(r))
+        result.runs["vad_harness"].append(Run(base.words, base.speech, score(r, base.words, base.speech)))
+    return result

@@ -1,0 +1,66 @@
+import json
+
+import pytest
+
+from microturn.config import EngineConfig
+from microturn.engine.engine import Engine
+from microturn.errors import ConfigError
+from microturn.eval.bench import METRICS, run_bench
+from microturn.eval.report import format_table, write_plots, write_timeline_html
+from microturn.eval.scenario import FAMILIES, Scenario, load_suite
+
+
+def test_dev_suite_loads():
+    suite = load_suite("dev")
+    assert len(suite) >= 12 and {s.family for s in suite} <= set(FAMILIES)
+    assert len({s.id for s in suite}) == len(suite)
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"id": "x", "family": "dance", "duration": 3}', "family 'dance'"),
+    ('{"id": "x", "family": "pause", "duration": 3, "speed": 2}', "unknown key 'speed'"),
+    ('{"id": "x", "family": "pause"}', "missing 'duration'"),
+    ('{"id": "x", "family": "pause", "duration": 3, "user": [{"text": "hi", "t": 1, "after": 1}]}', "exactly one of"),
+    ('{"id": "x", "family": "pause", "duration": 3, "user": [{"text": "hi", "when": 1}]}', "bad \\[\\[user\\]\\]"),
+    ('{"id": ', "not valid JSON"),
+])
+def test_bad_scenario_files_name_the_problem(tmp_path, text, message):
+    (tmp_path / "s.json").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_suite(tmp_path)
+
+
+def test_empty_or_missing_suite(tmp_path):
+    with pytest.raises(ConfigError, match="no .json or .toml"):
+        load_suite(tmp_path)
+    with pytest.raises(ConfigError, match="not 'dev'"):
+        load_suite(tmp_path / "nope")
+
+
+def test_speech_longer_than_the_scenario_is_refused():
+    from microturn.eval.scenario import render
+    from microturn.world.tts import EspeakTTS
+    sc = Scenario.from_dict({"id": "x", "family": "turn_taking", "duration": 1.0,
+                             "user": [{"t": 0.5, "text": "a rather long sentence for one second"}]})
+    with pytest.raises(ConfigError, match="after its duration of 1 s"):
+        render(sc, EspeakTTS())
+
+
+def test_bench_side_by_side(small_model, tmp_path):
+    suite = [s for s in load_suite("dev") if s.id in ("turn_taking_capital", "timespeak_seven", "pause_thinking")]
+    result = run_bench(Engine(small_model, EngineConfig(max_sessions=1)), suite, progress=False)
+    summary = result.summary()
+    assert summary["scenarios"] == 3 and set(summary["systems"]) == {"microturn", "vad_harness"}
+    for system in summary["systems"].values():
+        assert set(METRICS) <= set(system)  # every promised key, None where no scenario measures it
+    base = summary["systems"]["vad_harness"]
+    assert base["turn_taking_latency_s"] >= 0.5 and base["timespeak_acc"] == 0.0 and base["pause_tor"] == 1.0
+    json.dumps(summary)
+    assert "timespeak_acc" in format_table(result)
+    pngs = write_plots(result, tmp_path / "plots")
+    assert {p.name for p in pngs} == {"turn_taking.png", "timespeak.png", "pause.png"}
+    assert all(p.stat().st_size > 5000 for p in pngs)
+    page = write_timeline_html(result, "pause_thinking", tmp_path / "t.html").read_text()
+    assert "vad_harness" in page and "know" in page and "<svg" in page
+    with pytest.raises(KeyError, match="no scenario 'nope'"):
+        write_timeline_html(result, "nope", tmp_path / "x.html")
