@@ -15,6 +15,9 @@ A scenario file (JSON or TOML) holds one scenario:
     text = "and of Spain?"
     [targets]                        # family-specific: see `score`
     answer = "Paris"
+    [video]                          # optional: world.video renderer and its arguments
+    kind = "bounce"
+    bounces = 5
 
 `render` turns a scenario into a recording (real espeak-ng speech with exact word times);
 `score` turns what a system said into the family's metrics.
@@ -34,10 +37,11 @@ from ..errors import ConfigError
 from ..runtime.offline import RecordedInput
 from ..streams.turns import Event
 from ..world.tts import EspeakTTS, Voice
+from ..world.video import RENDERERS
 from . import metrics as M
 
 FAMILIES = ("turn_taking", "pause", "interruption", "backchannel", "not_addressed", "timespeak", "cuespeak",
-            "correction", "tool_use", "refusal")
+            "correction", "tool_use", "refusal", "repcount", "startstop", "proactive")
 RATE = 16_000
 
 
@@ -62,10 +66,11 @@ class Scenario:
     user: list[Utterance] = field(default_factory=list)
     typed: list[tuple[float, str]] = field(default_factory=list)
     targets: dict[str, Any] = field(default_factory=dict)
+    video: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def from_dict(d: dict, where: str = "scenario") -> "Scenario":
-        known = {"id", "family", "duration", "user", "typed", "targets"}
+        known = {"id", "family", "duration", "user", "typed", "targets", "video"}
         for key in d:
             if key not in known:
                 raise ConfigError(f"{where}: unknown key '{key}'; expected one of {', '.join(sorted(known))}")
@@ -79,7 +84,10 @@ class Scenario:
         except (TypeError, ConfigError) as e:
             raise ConfigError(f"{where}: bad [[user]] entry: {e}") from e
         typed = [(float(x["t"]), str(x["text"])) for x in d.get("typed", [])]
-        return Scenario(str(d["id"]), d["family"], float(d["duration"]), user, typed, dict(d.get("targets", {})))
+        video = dict(d.get("video", {}))
+        if video and video.get("kind") not in RENDERERS:
+            raise ConfigError(f"{where}: video kind {video.get('kind')!r}; expected one of {', '.join(RENDERERS)}")
+        return Scenario(str(d["id"]), d["family"], float(d["duration"]), user, typed, dict(d.get("targets", {})), video)
 
     @staticmethod
     def load(path: str | Path) -> "Scenario":
@@ -108,6 +116,7 @@ class Rendered:
     recording: RecordedInput
     user_words: list[Event]  # as spoken, on the scenario's clock
     turns: list[tuple[float, float, Utterance]]  # (start, end, utterance)
+    truth: dict = field(default_factory=dict)  # the video's ground truth
 
 
 def render(sc: Scenario, tts: EspeakTTS) -> Rendered:
@@ -128,8 +137,16 @@ def render(sc: Scenario, tts: EspeakTTS) -> Rendered:
         placed = sp.shifted(start)
         words += placed
         turns.append((start, placed[-1].end, u))
-    rec = RecordedInput(audio=audio, typed=list(sc.typed), user_words=words, duration=sc.duration)
-    return Rendered(sc, rec, words, turns)
+    frames, truth = [], {}
+    if sc.video:
+        args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in sc.video.items() if k != "kind"}
+        try:
+            clip = RENDERERS[sc.video["kind"]](sc.duration, **args)
+        except TypeError as e:
+            raise ConfigError(f"scenario {sc.id}: bad video arguments: {e}") from e
+        frames, truth = clip.frames, clip.truth
+    rec = RecordedInput(audio=audio, frames=frames, typed=list(sc.typed), user_words=words, duration=sc.duration)
+    return Rendered(sc, rec, words, turns, truth)
 
 
 def oracle(r: Rendered):
@@ -165,4 +182,11 @@ def score(r: Rendered, words: list[M.Word], speech: list[M.Interval]) -> dict:
         return M.tool_use(words, str(tg["answer"]), turns[0][1], [end for _, end, _ in turns[1:]])
     if f == "refusal":
         return M.refusal(words, bool(tg["harmful"]), turns[0][1])
+    if f == "repcount":  # the count said after the last bounce
+        return M.repetition_count(words, r.truth["bounces"], after=max(r.truth["bounce_times"], default=0.0))
+    if f == "startstop":
+        return M.start_stop(words, tuple(r.truth["motion"]))
+    if f == "proactive":  # say tg["say"] within tg["window"] s of the target appearing
+        t0 = r.truth["appears"]
+        return M.proactive(words, tg["say"], (t0, t0 + float(tg.get("window", 3.0))))
     raise ConfigError(f"{sc.id}: no scorer for family {f!r}")
