@@ -54,6 +54,7 @@ def test_bench_side_by_side(small_model, tmp_path):
     for system in summary["systems"].values():
         assert set(METRICS) <= set(system)  # every promised key, None where no scenario measures it
     base = summary["systems"]["vad_harness"]
+    assert base["vad_agreement"] > 0.8  # its logged speech is where a VAD hears speech in its audio
     assert base["turn_taking_latency_s"] >= 0.5 and base["timespeak_acc"] == 0.0 and base["pause_tor"] == 1.0
     json.dumps(summary)
     assert "timespeak_acc" in format_table(result)

@@ -70,6 +70,17 @@ def detect_turns(audio: np.ndarray, settings: VadSettings = SERVER_VAD) -> VadTu
     return turns
 
 
+def vad_agreement(audio: np.ndarray, speech: list[Interval], threshold: float = 0.5) -> float | None:
+    """Spot check of logged timing: the share of 32 ms windows where Silero VAD on a system's
+    own output audio agrees with its logged speech intervals."""
+    if audio is None or len(audio) < RATE // 10:
+        return None
+    probs = detect_turns(audio).probabilities
+    step = 512 / RATE
+    logged = [any(a <= (i + 0.5) * step < b for a, b in speech) for i in range(len(probs))]
+    return float(np.mean([(p >= threshold) == s for p, s in zip(probs, logged)]))
+
+
 @dataclass
 class HarnessOutput:
     words: list[Word]

@@ -17,7 +17,7 @@ from ..engine.session import SamplerSettings
 from ..runtime.offline import run_offline
 from ..world.tts import EspeakTTS
 from . import metrics as M
-from .baseline import SERVER_VAD, TurnBasedHarness, VadSettings
+from .baseline import SERVER_VAD, TurnBasedHarness, VadSettings, vad_agreement
 from .scenario import Rendered, Scenario, oracle, render, score
 
 METRICS = ("pause_tor", "turn_taking_tor", "turn_taking_latency_s", "interruption_tor", "interruption_latency_s",
@@ -69,7 +69,9 @@ def run_bench(engine: Engine, scenarios: list[Scenario], suite: str = "dev", see
         ours = run_offline(engine, r.recording, SamplerSettings(temperature=0.8, seed=seed), agent=EmbeddedAgent())
         words, speech = M.heard(ours.timeline.events)
         tasks = [e for e in ours.timeline.events if e.kind.startswith("task_") or e.kind in ("delegation", "result")]
-        result.runs["microturn"].append(Run(words, speech, score(r, words, speech), tasks))
+        check = {"vad_agreement": vad_agreement(ours.timeline.model_audio, speech)}
+        result.runs["microturn"].append(Run(words, speech, score(r, words, speech) | check, tasks))
         base = harness.run(r.recording.audio, oracle(r))
-        result.runs["vad_harness"].append(Run(base.words, base.speech, score(r, base.words, base.speech)))
+        check = {"vad_agreement": vad_agreement(base.audio, base.speech)}
+        result.runs["vad_harness"].append(Run(base.words, base.speech, score(r, base.words, base.speech) | check))
     return result

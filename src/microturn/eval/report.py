@@ -18,12 +18,15 @@ def _fmt(v) -> str:
 
 def format_table(result: BenchResult) -> str:
     lines = [f"{'family':<14} {'metric':<28} {'microturn':>10} {'vad_harness':>12}  better"]
+    checks = {n: result.summary()["systems"][n].get("vad_agreement") for n in SYSTEMS}
     for fam, systems in sorted(result.by_family().items()):
-        keys = sorted({k for s in systems.values() for k in s})
+        keys = sorted({k for s in systems.values() for k in s} - {"vad_agreement"})
         for i, k in enumerate(keys):
             row = [systems.get(s, {}).get(k) for s in SYSTEMS]
             lines.append(f"{fam if i == 0 else '':<14} {k:<28} {_fmt(row[0]):>10} {_fmt(row[1]):>12}  "
                          f"{BETTER.get(k, 'higher')}")
+    lines.append(f"{'(check)':<14} {'vad_agreement':<28} {_fmt(checks['microturn']):>10} "
+                 f"{_fmt(checks['vad_harness']):>12}  logged speech vs VAD on the output audio")
     return "\n".join(lines)
 
 
@@ -37,7 +40,7 @@ def write_plots(result: BenchResult, out: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for fam, systems in sorted(result.by_family().items()):
-        keys = sorted({k for s in systems.values() for k in s})
+        keys = sorted({k for s in systems.values() for k in s} - {"vad_agreement"})
         fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.0), squeeze=False)
         for ax, k in zip(axes[0], keys):
             vals = [systems.get(s, {}).get(k) for s in SYSTEMS]
