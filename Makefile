@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch first and pinned: an unpinned torch would pull multi-GB CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: setup test demo perf clean system
+.PHONY: setup test demo perf bench clean system
 
 setup: system $(VENV)/.installed
 
@@ -34,5 +34,8 @@ demo: setup
 perf: setup
 	$(BIN)/microturn perf --json perf.json
 
+bench: setup
+	$(BIN)/microturn bench --json bench.json --plots bench_out/plots
+
 clean:
-	rm -rf $(VENV) demo_out perf.json
+	rm -rf $(VENV) demo_out perf.json bench.json bench_out
