@@ -44,3 +44,22 @@ def test_background_command_runs_a_task():
     assert "t1 created" in p.stdout and "17 times 23 is 391." in p.stdout and "t1 done" in p.stdout
     p = run("background", "(1).__class__ + 2", check=False)  # not arithmetic: looked up, answered, done
     assert p.returncode == 0 and "t1 done" in p.stdout
+
+
+def test_run_a_recording(tmp_path):
+    import wave
+
+    import numpy as np
+    wav = tmp_path / "in.wav"
+    with wave.open(str(wav), "wb") as w:  # 2 s at 24 kHz stereo: resampled and mixed down
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(24_000)
+        w.writeframes((np.random.default_rng(0).normal(0, 0.05, (48_000, 2)) * 32767).astype("<i2").tobytes())
+    p = run("run", str(wav), "--typed", "0.5:hello there", "--out", str(tmp_path / "out"))
+    doc = json.loads((tmp_path / "out" / "timeline.json").read_text())
+    assert doc["duration"] == 2.0 and any(e["kind"] == "user_text" and e["text"] == "hello there" for e in doc["events"])
+    with wave.open(str(tmp_path / "out" / "conversation.wav")) as w:
+        assert (w.getnchannels(), w.getframerate(), w.getnframes()) == (2, 16_000, 32_000)
+    p = run("run", str(tmp_path / "missing.wav"), check=False)
+    assert p.returncode == 2 and "no such file" in p.stderr and "Traceback" not in p.stderr

@@ -1,4 +1,4 @@
-"""`microturn <command>`: perf, bench, configs, background."""
+"""`microturn <command>`: run, perf, bench, configs, background."""
 
 from __future__ import annotations
 
@@ -9,6 +9,58 @@ import torch
 
 from .config import NAMED_MODELS, load_config, named_config
 from .errors import MicroturnError
+
+
+def _typed(spec: str) -> tuple[float, str]:
+    t, sep, text = spec.partition(":")
+    try:
+        if not sep or not text:
+            raise ValueError
+        return float(t), text
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--typed {spec!r}: expected SECONDS:TEXT, e.g. '2.5:what time is it?'")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from .background.agent import EmbeddedAgent
+    from .engine.engine import Engine
+    from .engine.session import SamplerSettings
+    from .model.checkpoint import load_model
+    from .model.interaction import InteractionModel
+    from .runtime.offline import RecordedInput, run_offline
+    from .streams.audio import read_wav
+
+    cfg = load_config(args.config)
+    torch.manual_seed(args.seed)
+    model = load_model(args.checkpoint, expect=cfg.model) if args.checkpoint else InteractionModel(cfg.model)
+    if not args.checkpoint:
+        print("note: no --checkpoint: the model has untrained random weights", file=sys.stderr)
+    audio = read_wav(args.wav, cfg.model.layout.sample_rate) if args.wav else None
+    rec = RecordedInput(audio=audio, typed=list(args.typed), duration=args.duration)
+    agent = None
+    if args.background_url:
+        from .background.openai_agent import OpenAIAgent
+        agent = OpenAIAgent(args.background_url, args.background_model)
+    elif not args.no_background:
+        agent = EmbeddedAgent()
+    result = run_offline(Engine(model, cfg.engine), rec, SamplerSettings(temperature=args.temperature, seed=args.seed),
+                         progress=True, agent=agent)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "conversation.wav").write_bytes(result.stereo_wav)
+    events = [dataclasses.asdict(e) for e in result.timeline.events]
+    (out / "timeline.json").write_text(json.dumps({"duration": result.timeline.duration, "events": events}, indent=1))
+    for e in result.timeline.events:
+        if e.kind != "model_word":
+            print(f"{e.t:7.2f}s  {e.kind:<15} {e.text or f'until {e.end:.2f}s'}")
+    words = " ".join(e.text for e in result.model_words)
+    print(f"model said: {words[:300]}{'…' if len(words) > 300 else ''}")
+    print(f"wrote {out / 'conversation.wav'} (user left, model right) and {out / 'timeline.json'}")
+    return 0
 
 
 def _cmd_perf(args: argparse.Namespace) -> int:
@@ -109,6 +161,19 @@ def _cmd_background(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="microturn", description="Open interaction models in 200 ms micro-turns.")
     sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="a recorded conversation through one session, faster than real time")
+    run.add_argument("wav", nargs="?", help="the user's audio (WAV, any common rate, mono or stereo)")
+    run.add_argument("--typed", action="append", type=_typed, default=[], help="typed text as SECONDS:TEXT (repeatable)")
+    run.add_argument("--duration", type=float, help="seconds to run (default: the audio's length)")
+    run.add_argument("--config", default="tiny", help="a named config or a TOML file (default: tiny)")
+    run.add_argument("--checkpoint", help="safetensors checkpoint (default: random weights)")
+    run.add_argument("--temperature", type=float, default=0.8)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--no-background", action="store_true", help="do not start background tasks")
+    run.add_argument("--background-url", help="an OpenAI-compatible server for the background model")
+    run.add_argument("--background-model", default="default", help="model name on that server")
+    run.add_argument("--out", default="run_out", help="output folder (default: run_out)")
+    run.set_defaults(func=_cmd_run)
     perf = sub.add_parser("perf", help="streaming-session speed, parity and batching figures")
     perf.add_argument("--config", default="tiny", help="a named config or a TOML file (default: tiny)")
     perf.add_argument("--checkpoint", help="safetensors checkpoint to measure (default: random weights)")

@@ -254,6 +254,8 @@ def float_to_pcm16(audio: np.ndarray) -> bytes:
 
 def read_wav(path: str | Path, rate: int) -> np.ndarray:
     """Mono float samples at `rate` from a PCM16 WAV (stereo is averaged)."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such file")
     try:
         with wave.open(str(path), "rb") as w:
             if w.getsampwidth() != 2:
