@@ -21,6 +21,19 @@ def _typed(spec: str) -> tuple[float, str]:
         raise argparse.ArgumentTypeError(f"--typed {spec!r}: expected SECONDS:TEXT, e.g. '2.5:what time is it?'")
 
 
+def _config_and_model(args: argparse.Namespace):
+    """The config and model a command runs: --checkpoint if given, else random weights (said so)."""
+    from .model.checkpoint import load_model
+    from .model.interaction import InteractionModel
+
+    cfg = load_config(args.config)
+    torch.manual_seed(args.seed)
+    if args.checkpoint:
+        return cfg, load_model(args.checkpoint, expect=cfg.model)
+    print("note: no --checkpoint: the model has untrained random weights", file=sys.stderr)
+    return cfg, InteractionModel(cfg.model)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import dataclasses
     import json
@@ -29,16 +42,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .background.agent import EmbeddedAgent
     from .engine.engine import Engine
     from .engine.session import SamplerSettings
-    from .model.checkpoint import load_model
-    from .model.interaction import InteractionModel
     from .runtime.offline import RecordedInput, run_offline
     from .streams.audio import read_wav
 
-    cfg = load_config(args.config)
-    torch.manual_seed(args.seed)
-    model = load_model(args.checkpoint, expect=cfg.model) if args.checkpoint else InteractionModel(cfg.model)
-    if not args.checkpoint:
-        print("note: no --checkpoint: the model has untrained random weights", file=sys.stderr)
+    cfg, model = _config_and_model(args)
     audio = read_wav(args.wav, cfg.model.layout.sample_rate) if args.wav else None
     rec = RecordedInput(audio=audio, typed=list(args.typed), duration=args.duration)
     agent = None
@@ -87,14 +94,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .eval.bench import run_bench
     from .eval.report import format_table, write_plots, write_timeline_html
     from .eval.scenario import load_suite
-    from .model.checkpoint import load_model
-    from .model.interaction import InteractionModel
 
-    cfg = load_config(args.config)
-    torch.manual_seed(args.seed)
-    model = load_model(args.checkpoint, expect=cfg.model) if args.checkpoint else InteractionModel(cfg.model)
-    if not args.checkpoint:
-        print("note: no --checkpoint: microturn runs with untrained random weights", file=sys.stderr)
+    cfg, model = _config_and_model(args)
     scenarios = load_suite(args.suite)
     result = run_bench(Engine(model, cfg.engine), scenarios, suite=str(args.suite), seed=args.seed,
                        vad=PIPECAT if args.vad == "pipecat" else SERVER_VAD, progress=not args.quiet)
