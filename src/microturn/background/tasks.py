@@ -72,7 +72,6 @@ class TaskManager:
         self.clock = clock or getattr(agent, "clock", None) or Clock()
         self.max_running = max_running
         self.states: dict[str, str] = {}
-        self.requests: dict[str, str] = {}
         self._futures: dict[str, object] = {}
         self._ids = itertools.count(1)
         self._events: deque[TaskEvent] = deque()
@@ -86,7 +85,6 @@ class TaskManager:
     def start(self, request: str, ctx_events: list, now: float) -> str:
         """Start a task for `request` with the conversation so far; returns its id."""
         task_id = f"t{next(self._ids)}"
-        self.requests[task_id] = request
         if len(self.running()) >= self.max_running:
             self.states[task_id] = "failed"
             self._emit(task_id, "failed", f"{self.max_running} tasks are already running")

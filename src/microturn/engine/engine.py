@@ -15,9 +15,9 @@ import torch
 
 from ..config import EngineConfig
 from ..model.interaction import InteractionModel, Predictions
-from ..streams.turns import SILENT, SPEAK, TurnInput, TurnOutput
 from ..model.linear import TILE
 from ..model.trunk import KVStep
+from ..streams.turns import SILENT, SPEAK, TurnInput, TurnOutput
 from .kv import KVPool
 from .sampling import sample_tokens
 from .session import SamplerSettings, Session

@@ -62,15 +62,15 @@ class FlowHead(nn.Module):
 
     def _run(self, x_t: torch.Tensor, mods: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
         # functional calls: this runs 32 times a speaking turn, and module dispatch adds up
-        w = x_t.shape[:-1] + (self.inp.out_features,)
+        width = (self.inp.out_features,)
         h = F.linear(x_t, self.inp.weight, self.inp.bias)
         for block, (shift, scale, gate) in zip(self.blocks, mods):
             lin1, lin2 = block.mlp[0], block.mlp[2]
-            y = torch.addcmul(shift, F.layer_norm(h, w[-1:], eps=1e-6), scale)
+            y = torch.addcmul(shift, F.layer_norm(h, width, eps=1e-6), scale)
             y = F.linear(F.silu(F.linear(y, lin1.weight, lin1.bias)), lin2.weight, lin2.bias)
             h = torch.addcmul(h, gate, y)
         shift, scale = mods[-1]
-        return F.linear(torch.addcmul(shift, F.layer_norm(h, w[-1:], eps=1e-6), scale), self.out.weight, self.out.bias)
+        return F.linear(torch.addcmul(shift, F.layer_norm(h, width, eps=1e-6), scale), self.out.weight, self.out.bias)
 
     def loss(self, target: torch.Tensor, cond: torch.Tensor, draws: int) -> torch.Tensor:
         """Rectified flow: x_t = t x + (1 - t) eps, regress v = x - eps; `draws` (t, eps) per target."""

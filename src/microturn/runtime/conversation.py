@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..background.tasks import BackgroundRunner, TaskEvent, TaskManager
 from ..background.agent import BackgroundAgent
+from ..background.tasks import BackgroundRunner, TaskEvent, TaskManager
 from ..engine.engine import Engine
 from ..engine.session import SamplerSettings, Session
 from ..streams.turns import Event, TurnInput, TurnOutput
