@@ -1,4 +1,4 @@
-"""`microturn <command>`: run, perf, bench, configs, background."""
+"""`microturn <command>`: demo, run, train, perf, bench, configs, background."""
 
 from __future__ import annotations
 
@@ -159,6 +159,27 @@ def _cmd_background(args: argparse.Namespace) -> int:
         runner.close()
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from .train.trainer import Trainer
+
+    cfg = load_config(args.config)
+    if args.steps:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=args.steps))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainer = Trainer(cfg, args.out or Path("runs") / cfg.name, progress=not args.quiet)
+    if trainer.rank == 0:
+        print(f"{cfg.name}: {trainer.model.num_params() / 1e6:.1f}M parameters, step {trainer.step} of "
+              f"{cfg.train.steps}, {trainer.world} process(es) on {trainer.device}, out: {trainer.out}", file=sys.stderr)
+    trainer.fit(args.stop_at)
+    if trainer.rank == 0:
+        print(f"model: {trainer.out / 'model.safetensors'}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="microturn", description="Open interaction models in 200 ms micro-turns.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -175,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--background-model", default="default", help="model name on that server")
     run.add_argument("--out", default="run_out", help="output folder (default: run_out)")
     run.set_defaults(func=_cmd_run)
+    train = sub.add_parser("train", help="train on the synthetic world (or real recordings); resumes from --out")
+    train.add_argument("--config", required=True, help="a TOML file with [model] and [train] tables, or a named config")
+    train.add_argument("--out", help="run folder: checkpoints, log.jsonl, model.safetensors (default: runs/NAME)")
+    train.add_argument("--steps", type=int, help="override train.steps (the schedule's length)")
+    train.add_argument("--stop-at", type=int, help="stop after this step (the schedule still ends at steps)")
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=_cmd_train)
     perf = sub.add_parser("perf", help="streaming-session speed, parity and batching figures")
     perf.add_argument("--config", default="tiny", help="a named config or a TOML file (default: tiny)")
     perf.add_argument("--checkpoint", help="safetensors checkpoint to measure (default: random weights)")

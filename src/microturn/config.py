@@ -190,9 +190,44 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """`microturn train`: the synthetic world it trains on, the optimiser and the schedule."""
+
+    steps: int = 2000
+    batch_size: int = 8  # sequences per step, over all processes
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * this
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    episodes: int = 2000  # training episodes rendered (and cached), cycled through
+    eval_episodes: int = 28  # held-out episodes (eval split), for the periodic eval loss
+    episode_seconds: float = 16.0
+    families: tuple[str, ...] = ()  # () = every world family
+    eval_every: int = 250
+    checkpoint_every: int = 100
+    seed: int = 0
+    fast_gemm: bool = True  # plain GEMMs while training (same weights; the engine stays bitwise)
+    cache_dir: str = ".cache/microturn"
+    data: str = ""  # optional: a directory of real recordings (stereo WAV + alignment JSON)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.families, list):
+            object.__setattr__(self, "families", tuple(self.families))
+        checks = [(self.steps >= 1, "steps"), (self.batch_size >= 1, "batch_size"), (self.lr > 0, "lr"),
+                  (0 <= self.min_lr_ratio <= 1, "min_lr_ratio"), (self.warmup_steps >= 0, "warmup_steps"),
+                  (self.episodes >= 1, "episodes"), (self.episode_seconds >= 2, "episode_seconds"),
+                  (self.checkpoint_every >= 1, "checkpoint_every"), (self.eval_every >= 1, "eval_every")]
+        for ok, key in checks:
+            if not ok:
+                raise ConfigError(f"train.{key}={getattr(self, key)!r}: out of range")
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     name: str = "custom"
 
 
@@ -208,6 +243,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         default = getattr(cls(), key) if key != "layout" else None
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
         if default is not None and not isinstance(value, type(default)) and not (
                 isinstance(default, float) and isinstance(value, int)):
             raise ConfigError(
@@ -255,12 +292,13 @@ def load_config(source: str | Path) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config '{path}': not valid TOML: {e}") from e
     for key in data:
-        if key not in ("model", "engine", "name", "base"):
-            raise ConfigError(f"unknown config key '{key}' in {path}; expected model, engine, name, base")
+        if key not in ("model", "engine", "train", "name", "base"):
+            raise ConfigError(f"unknown config key '{key}' in {path}; expected model, engine, train, name, base")
     if "base" in data and data["base"] not in NAMED_MODELS:
         raise ConfigError(f"config key 'base' = {data['base']!r}: expected one of {', '.join(NAMED_MODELS)}")
     model = dict(NAMED_MODELS[data["base"]]) if "base" in data else {}
     model.update(data.get("model", {}))
     return Config(model=_build(ModelConfig, model, "model"),
                   engine=_build(EngineConfig, data.get("engine", {}), "engine"),
+                  train=_build(TrainConfig, data.get("train", {}), "train"),
                   name=str(data.get("name", path.stem)))

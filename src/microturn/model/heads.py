@@ -72,14 +72,22 @@ class FlowHead(nn.Module):
         shift, scale = mods[-1]
         return F.linear(torch.addcmul(shift, F.layer_norm(h, width, eps=1e-6), scale), self.out.weight, self.out.bias)
 
-    def loss(self, target: torch.Tensor, cond: torch.Tensor, draws: int) -> torch.Tensor:
-        """Rectified flow: x_t = t x + (1 - t) eps, regress v = x - eps; `draws` (t, eps) per target."""
-        x = target.repeat(draws, 1)
-        c = cond.repeat(draws, 1)
-        t = torch.rand(x.shape[0], device=x.device)
-        eps = torch.randn_like(x)
-        x_t = t[:, None] * x + (1 - t[:, None]) * eps
-        return F.mse_loss(self.velocity(x_t, t, c), x - eps)
+    def loss(self, target: torch.Tensor, cond: torch.Tensor, draws: int, t: torch.Tensor | None = None,
+             eps: torch.Tensor | None = None, count: float | None = None) -> torch.Tensor:
+        """Rectified flow: x_t = t x + (1 - t) eps, regress v = x - eps; `draws` (t, eps) per target.
+
+        `t` [N, draws] and `eps` [N, draws, D] may be given (the trainer draws them per
+        sequence, so a sharded batch sees the same noise); `count` replaces N in the mean
+        (the number of targets in the whole, unsharded batch).
+        """
+        n, d = target.shape
+        t = torch.rand(draws, n, device=target.device) if t is None else t.T
+        eps = torch.randn(draws, n, d, device=target.device) if eps is None else eps.transpose(0, 1)
+        x = target[None].expand(draws, n, d)
+        x_t = t[..., None] * x + (1 - t[..., None]) * eps
+        v = self.velocity(x_t.reshape(-1, d), t.reshape(-1), cond.repeat(draws, 1))
+        sq = (v - (x - eps).reshape(-1, d)).square()
+        return sq.mean() if count is None else sq.sum() / (count * draws * d)
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, steps: int, x0: torch.Tensor) -> torch.Tensor:

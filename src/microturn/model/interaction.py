@@ -101,7 +101,11 @@ class InteractionModel(nn.Module):
             text_logits=self.text_head(h[..., n_in:n_in + n_text, :]),
             audio_cond=self.flow_condition(h[..., n_in + n_text, :], self.previous_frames(batch)))
 
-    def forward(self, batch: TurnBatch) -> dict[str, torch.Tensor]:
+    def forward(self, batch: TurnBatch, noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+                audio_count: float | None = None) -> dict[str, torch.Tensor]:
+        """Losses per stream. `noise` = (t [B, L, A, draws], eps [B, L, A, draws, D]) fixes the
+        flow head's draws; `audio_count` is the speaking-slot count the audio loss averages
+        over (default: this batch's), so shards of one batch add up to the whole."""
         pred = self.predict(self.hidden(batch), batch)
         losses = {
             "control": F.cross_entropy(pred.control_logits.flatten(0, -2), batch.control.flatten()),
@@ -111,9 +115,12 @@ class InteractionModel(nn.Module):
         if speak.any():
             cond = pred.audio_cond[speak].flatten(0, -2)
             target = batch.audio_out[speak].flatten(0, -2)
-            losses["audio"] = self.flow.loss(target, cond, self.cfg.flow_draws)
-        else:
-            losses["audio"] = pred.audio_cond.sum() * 0.0
+            t, eps = (None, None) if noise is None else (noise[0][speak].flatten(0, -2), noise[1][speak].flatten(0, -3))
+            losses["audio"] = self.flow.loss(target, cond, self.cfg.flow_draws, t, eps, audio_count)
+        else:  # no speech in this batch: a zero-weight pass still gives every parameter a gradient
+            cond = pred.audio_cond[:1, :1, 0].flatten(0, 1)
+            target = torch.zeros(1, self.cfg.layout.audio_token_dim, device=cond.device)
+            losses["audio"] = 0.0 * self.flow.loss(target, cond, 1)
         total = losses["control"] + losses["text"] + losses["audio"]
         if self.cfg.moe_experts:
             aux = sum(b.ffn.aux_loss for b in self.trunk.blocks if isinstance(b.ffn, MoEFeedForward))

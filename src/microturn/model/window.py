@@ -62,3 +62,4 @@ class AttentionWindow:
         j = torch.arange(tpt, device=position.device)
         ok = (u >= 0) & ((u < t[..., None, None]) | (j <= i[..., None, None]))
         return ok.flatten(-2)
+

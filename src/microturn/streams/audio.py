@@ -252,8 +252,8 @@ def float_to_pcm16(audio: np.ndarray) -> bytes:
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-def read_wav(path: str | Path, rate: int) -> np.ndarray:
-    """Mono float samples at `rate` from a PCM16 WAV (stereo is averaged)."""
+def read_wav(path: str | Path, rate: int, mono: bool = True) -> np.ndarray:
+    """Float samples at `rate` from a PCM16 WAV: mono (channels averaged) or [channels, n]."""
     if not Path(path).is_file():
         raise InputError(f"{path}: no such file")
     try:
@@ -264,9 +264,10 @@ def read_wav(path: str | Path, rate: int) -> np.ndarray:
             channels, sr = w.getnchannels(), w.getframerate()
     except (wave.Error, EOFError) as e:
         raise InputError(f"{path}: not a readable WAV file ({e})") from e
-    if channels > 1:
-        x = x.reshape(-1, channels).mean(1)
-    return resample(x, sr, rate)
+    x = x.reshape(-1, channels).T
+    if mono:
+        return resample(x.mean(0), sr, rate)
+    return np.stack([resample(np.ascontiguousarray(c), sr, rate) for c in x])
 
 
 def wav_bytes(channels: list[np.ndarray], rate: int) -> bytes:

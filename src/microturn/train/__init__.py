@@ -1,0 +1,1 @@
+"""Training: world episodes -> micro-turn tensors -> the trainer."""

@@ -1,0 +1,292 @@
+"""The trainer: AdamW, warmup + cosine, clipping, per-stream losses, resumable checkpoints.
+
+Everything a step does is a function of (seed, step): which episodes it reads and the flow
+head's noise for each sequence. So a run killed and resumed from its last checkpoint
+continues with the very same losses, and the same batch split over `torchrun` processes
+(FSDP2, one shard of the batch each) gives the losses of one process up to float rounding.
+
+One training checkpoint file holds the model, the optimiser and the step; it is written
+to a temporary file and renamed, so a crash never leaves half of one. `model.safetensors`
+beside it is the plain model checkpoint the engine loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+import zlib
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors import safe_open
+from tqdm import tqdm
+
+from ..config import Config
+from ..errors import CheckpointError
+from ..model.checkpoint import config_diff, save_model
+from ..model.interaction import InteractionModel
+from ..streams.turns import TurnBatch
+from .data import RecordingData, WorldData, _atomic_save, collate
+
+STREAMS = ("control", "text", "audio")
+TRAIN_FORMAT = "microturn-train-state/1"
+NORM_FIT_EPISODES = 32
+
+
+@dataclass
+class StepLog:
+    step: int
+    loss: float
+    control: float
+    text: float
+    audio: float
+    lr: float
+    tokens: int
+    wall_s: float
+
+
+def lr_at(step: int, cfg) -> float:
+    """Linear warmup to cfg.lr, then cosine down to cfg.lr * cfg.min_lr_ratio."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+class Trainer:
+    def __init__(self, cfg: Config, out: str | Path, progress: bool = True) -> None:
+        self.cfg, self.tc, self.out = cfg, cfg.train, Path(out)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.tc.batch_size % self.world:
+            raise CheckpointError(f"train.batch_size={self.tc.batch_size} must divide by WORLD_SIZE={self.world}")
+        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() \
+            else torch.device("cpu")
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.progress = progress and self.rank == 0
+        self.data = RecordingData(cfg.model.layout, self.tc) if self.tc.data else WorldData(cfg.model.layout, self.tc)
+        self.eval_data = WorldData(cfg.model.layout, self.tc, "eval") if self.tc.eval_episodes else None
+        torch.manual_seed(self.tc.seed)  # the same initial weights on every rank
+        train_cfg = dataclasses.replace(cfg.model, batch_invariant=not self.tc.fast_gemm)
+        self.model = InteractionModel(train_cfg).to(self.device)
+        self.step = 0
+        self.ckpt = self.out / "train_state.safetensors"
+        state = self._read_state() if self.ckpt.exists() else None
+        if state is None:
+            self._fit_norm()
+        self._shard()
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        rest = [p for p in self.model.parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.tc.weight_decay},
+                                      {"params": rest, "weight_decay": 0.0}], lr=self.tc.lr, betas=(0.9, 0.95))
+        if state is not None:
+            self._load_state(*state)
+
+    # ---- set-up ---------------------------------------------------------------------------
+    def _episodes(self) -> int:
+        return len(self.data.items) if isinstance(self.data, RecordingData) else self.tc.episodes
+
+    def _fit_norm(self) -> None:
+        """Per-channel statistics of the model's own voice, from the first episodes."""
+        n = min(NORM_FIT_EPISODES, self._episodes())
+        if isinstance(self.data, WorldData) and self.rank == 0:
+            self.data.ensure(range(n), self.progress)
+        self._barrier()
+        items = [self.data.get(i) for i in range(n)]
+        mel = torch.cat([it["audio_out"][it["control"] == 1].float().reshape(-1, self.cfg.model.layout.mel_channels)
+                         for it in items])
+        if len(mel) > 1:
+            self.model.mel_norm.fit(mel)
+
+    def _shard(self) -> None:
+        if self.world == 1:
+            return
+        from torch.distributed.fsdp import fully_shard
+        for block in self.model.trunk.blocks:
+            fully_shard(block)
+        fully_shard(self.model)
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def _state_dicts(self) -> tuple[dict, dict]:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+        return get_state_dict(self.model, self.opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def save(self) -> None:
+        model_sd, optim_sd = self._state_dicts()
+        if self.rank == 0:
+            tensors = {f"model/{k}": v for k, v in model_sd.items()}
+            for name, st in optim_sd["state"].items():
+                for key, v in st.items():
+                    tensors[f"optim/{name}/{key}"] = v if torch.is_tensor(v) else torch.tensor(v)
+            meta = {"format": TRAIN_FORMAT, "step": str(self.step), "config": self.cfg.model.to_json(),
+                    "param_groups": json.dumps(optim_sd["param_groups"])}
+            _atomic_save(tensors, self.ckpt, meta)
+            model = InteractionModel(self.cfg.model)
+            model.load_state_dict(model_sd)
+            save_model(model, self.out / "model.safetensors", {"step": str(self.step)})
+        self._barrier()
+
+    def _read_state(self) -> tuple[dict, dict, dict]:
+        try:
+            with safe_open(str(self.ckpt), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:
+            raise CheckpointError(f"training checkpoint '{self.ckpt}' is unreadable ({e}); "
+                                  "move it away to start afresh") from e
+        if meta.get("format") != TRAIN_FORMAT:
+            raise CheckpointError(f"'{self.ckpt}': not a microturn training checkpoint")
+        from ..config import ModelConfig
+        saved = ModelConfig.from_json(meta["config"])
+        if saved != self.cfg.model:
+            raise CheckpointError(f"'{self.ckpt}' was trained with another model config ("
+                                  + "; ".join(config_diff(saved, self.cfg.model)) + "); use another --out")
+        return meta, tensors, json.loads(meta["param_groups"])
+
+    def _load_state(self, meta: dict, tensors: dict, groups: list) -> None:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+        model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
+        state: dict[str, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim/"):
+                name, key = k[6:].rsplit("/", 1)
+                state.setdefault(name, {})[key] = v
+        set_state_dict(self.model, self.opt, model_state_dict=model_sd,
+                       optim_state_dict={"state": state, "param_groups": groups},
+                       options=StateDictOptions(full_state_dict=True, strict=False))  # unused params have no state
+        self.step = int(meta["step"])
+
+    # ---- one step -------------------------------------------------------------------------
+    def positions(self, step: int) -> list[int]:
+        """This rank's share of the step's global batch, as global sample positions."""
+        b = self.tc.batch_size
+        per = b // self.world
+        return list(range(step * b + self.rank * per, step * b + (self.rank + 1) * per))
+
+    def episode(self, position: int) -> int:
+        n = self._episodes()
+        epoch, i = divmod(position, n)
+        return int(np.random.default_rng([self.tc.seed, epoch]).permutation(n)[i])
+
+    def noise(self, batch: TurnBatch, positions: list[int], salt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flow noise for each sequence from its own seed, so sharding does not change it."""
+        b, n = batch.shape
+        lay, draws = self.cfg.model.layout, self.cfg.model.flow_draws
+        ts, eps = [], []
+        for p in positions:
+            g = torch.Generator().manual_seed(zlib.crc32(f"{self.tc.seed}/{salt}/{p}".encode()))
+            ts.append(torch.rand(n, lay.audio_slots, draws, generator=g))
+            eps.append(torch.randn(n, lay.audio_slots, draws, lay.audio_token_dim, generator=g))
+        return torch.stack(ts).to(self.device), torch.stack(eps).to(self.device)
+
+    def _batch(self, data, indices: list[int]) -> TurnBatch:
+        b = collate([data.get(i) for i in indices], self.cfg.model.layout, _PlainNorm(self.model.mel_norm))
+        return TurnBatch(**{f.name: getattr(b, f.name).to(self.device) for f in dataclasses.fields(b)})
+
+    def _losses(self, batch: TurnBatch, positions: list[int], salt: int = 0) -> dict[str, torch.Tensor]:
+        count = batch.audio_out_mask.sum() * self.cfg.model.layout.audio_slots
+        if self.world > 1:
+            dist.all_reduce(count)
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        with amp:
+            return self.model(batch, self.noise(batch, positions, salt), max(float(count), 1.0) / self.world)
+
+    def _mean(self, values: list[float]) -> list[float]:
+        t = torch.tensor(values, dtype=torch.float64)
+        if self.world > 1:
+            dist.all_reduce(t)
+            t /= self.world
+        return t.tolist()
+
+    def train_step(self) -> StepLog:
+        t0 = time.perf_counter()
+        positions = self.positions(self.step)
+        batch = self._batch(self.data, [self.episode(p) for p in positions])
+        lr = lr_at(self.step, self.tc)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.model.train()
+        losses = self._losses(batch, positions)
+        self.opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        self.opt.step()
+        vals = self._mean([losses[k].item() for k in ("loss",) + STREAMS])
+        self.step += 1
+        tokens = self.tc.batch_size * batch.shape[1] * self.cfg.model.layout.tokens_per_turn
+        return StepLog(self.step, *vals, lr, tokens, time.perf_counter() - t0)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean per-stream loss on the held-out episodes (eval split)."""
+        if self.eval_data is None:
+            return {}
+        self.model.eval()
+        n = self.tc.eval_episodes - self.tc.eval_episodes % self.world
+        mine = list(range(n))[self.rank::self.world]
+        totals = np.zeros(len(STREAMS))
+        for i in range(0, len(mine), 4):
+            idx = mine[i:i + 4]
+            losses = self._losses(self._batch(self.eval_data, idx), idx, salt=1)
+            totals += np.array([float(losses[k]) for k in STREAMS]) * len(idx)
+        vals = self._mean(list(totals / max(len(mine), 1)))
+        return {f"eval_{k}": v for k, v in zip(STREAMS, vals)}
+
+    def fit(self, steps: int | None = None) -> list[StepLog]:
+        """Train to `steps` (default: the config's), checkpointing and evaluating on schedule."""
+        steps = min(steps or self.tc.steps, self.tc.steps)
+        self.out.mkdir(parents=True, exist_ok=True)
+        log_path = self.out / "log.jsonl"
+        if self.rank == 0:
+            self._truncate_log(log_path)
+            if isinstance(self.data, WorldData):
+                self.data.ensure(sorted({self.episode(p) for p in range(self.step * self.tc.batch_size,
+                                                                        steps * self.tc.batch_size)}), self.progress)
+            if self.eval_data is not None:
+                self.eval_data.ensure(range(self.tc.eval_episodes), self.progress)
+        self._barrier()
+        logs = []
+        bar = tqdm(total=steps, initial=self.step, desc="training", unit="step", disable=not self.progress)
+        while self.step < steps:
+            log = self.train_step()
+            logs.append(log)
+            extra = self.evaluate() if self.step % self.tc.eval_every == 0 or self.step == steps else {}
+            if self.rank == 0:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(dataclasses.asdict(log) | extra) + "\n")
+            bar.set_postfix(ctl=f"{log.control:.3f}", txt=f"{log.text:.3f}", aud=f"{log.audio:.3f}",
+                            lr=f"{log.lr:.1e}", **{k: f"{v:.3f}" for k, v in extra.items()})
+            bar.update(1)
+            if self.step % self.tc.checkpoint_every == 0 or self.step == steps:
+                self.save()
+        bar.close()
+        return logs
+
+    def _truncate_log(self, path: Path) -> None:
+        """Drop log lines past the checkpoint we resumed from (a killed run wrote them)."""
+        if not path.exists():
+            return
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+
+class _PlainNorm:
+    """The mel statistics as CPU tensors, for collating batches before they move to the device."""
+
+    def __init__(self, norm) -> None:
+        self.mean, self.std = norm.mean.detach().cpu().clone(), norm.std.detach().cpu().clone()
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std

@@ -1,0 +1,166 @@
+"""One synthetic episode: the user's side and the model's ideal side on one clock.
+
+A family generator (world/families.py) drives an `EpisodeBuilder`: it places user speech
+(real espeak-ng, exact word times), a second speaker, noise, typed text, video, and the
+model's own lines in its fixed voice, each at the moment a good interaction model would
+speak. `build` returns both views of the same episode:
+
+* `Rendered` (eval): the recording a system hears, the user's words and the video's truth;
+* `Timeline` (training): the same inputs plus the model's words, speech, delegations and
+  background results, which `streams.timeline.timeline_to_turns` turns into tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..eval.scenario import RATE, Rendered, Scenario, Utterance
+from ..runtime.offline import RecordedInput
+from ..streams.timeline import Timeline
+from ..streams.turns import Event
+from .tts import EspeakTTS, Voice
+from .video import RENDERERS
+
+MODEL_VOICE = Voice("en-gb-x-rp", None, 160, 46)  # the model's identity: one voice, always
+USER_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-us+f2", "en-us+f4", "en-us+m3", "en-us+m7",
+               "en-gb+f3", "en-gb+m1", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+FADE_S = 0.03  # a cut-off line fades out rather than clicks
+
+
+@dataclass
+class Spoken:
+    start: float
+    end: float
+    words: list[Event]
+
+
+@dataclass
+class Episode:
+    family: str
+    split: str
+    scenario: Scenario
+    rendered: Rendered
+    timeline: Timeline
+
+
+@dataclass
+class EpisodeBuilder:
+    family: str
+    id: str
+    duration: float
+    tts: EspeakTTS
+    rng: np.random.Generator
+    split: str = "train"
+    user_voice: str = ""
+    user_audio: np.ndarray = field(init=False)
+    model_audio: np.ndarray = field(init=False)
+    events: list[Event] = field(default_factory=list)
+    utterances: list[Utterance] = field(default_factory=list)
+    turns: list[tuple[float, float, Utterance]] = field(default_factory=list)
+    typed_text: list[tuple[float, str]] = field(default_factory=list)
+    targets: dict = field(default_factory=dict)
+    video_spec: dict = field(default_factory=dict)
+    frames: list = field(default_factory=list)
+    truth: dict = field(default_factory=dict)
+    _tasks: int = 0
+
+    def __post_init__(self) -> None:
+        n = int(round(self.duration * RATE))
+        self.user_audio = np.zeros(n, np.float32)
+        self.model_audio = np.zeros(n, np.float32)
+        self.user_voice = self.user_voice or str(self.rng.choice(USER_VOICES))
+        self.speed = int(self.rng.integers(140, 191))
+        self.pitch = int(self.rng.integers(30, 71))
+
+    # ---- the user side ----------------------------------------------------------------
+    def _voice(self, spec: str, speed: int | None = None, pitch: int | None = None) -> Voice:
+        name, _, variant = spec.partition("+")
+        return Voice(name, variant or None, speed or self.speed, pitch or self.pitch)
+
+    def _place(self, track: np.ndarray, audio: np.ndarray, t: float, gain: float = 1.0) -> None:
+        a = int(round(t * RATE))
+        if t < 0 or a + len(audio) > len(track):
+            raise ConfigError(f"{self.id}: audio at {t:.2f} s runs past the episode's {self.duration:g} s")
+        track[a:a + len(audio)] += gain * audio
+
+    def user(self, text: str, t: float | None = None, after: float | None = None,
+             answer: str | None = None) -> Spoken:
+        """The user says `text` at `t`, or `after` seconds after their last utterance ends."""
+        if t is None:
+            t = (self.turns[-1][1] if self.turns else 0.0) + (after or 0.0)
+        t = round(t, 3)
+        sp = self.tts.speak(text, self._voice(self.user_voice))
+        self._place(self.user_audio, sp.audio, t)
+        words = sp.shifted(t, "user_word")
+        u = Utterance(text=text, t=t, answer=answer, voice=self.user_voice)
+        self.utterances.append(u)
+        self.turns.append((t, words[-1].end, u))
+        self.events += words
+        return Spoken(t, words[-1].end, words)
+
+    def other(self, text: str, t: float, gain: float = 0.5) -> Spoken:
+        """A second speaker, not talking to the model: heard, never answered."""
+        spec = str(self.rng.choice([v for v in USER_VOICES if v != self.user_voice]))
+        sp = self.tts.speak(text, self._voice(spec, int(self.rng.integers(150, 191)), int(self.rng.integers(30, 71))))
+        self._place(self.user_audio, sp.audio, t, gain)
+        return Spoken(t, t + sp.duration, sp.shifted(t, "other_word"))
+
+    def noise(self, dbfs: float) -> None:
+        """Steady background noise (pink-ish) under everything."""
+        white = self.rng.standard_normal(len(self.user_audio)).astype(np.float32)
+        pink = np.cumsum(white) * 0.02
+        pink -= np.convolve(pink, np.ones(801, np.float32) / 801, mode="same")  # drop the drift
+        pink *= 10 ** (dbfs / 20) / (np.sqrt(np.mean(pink ** 2)) + 1e-9)
+        self.user_audio += pink.astype(np.float32)
+
+    def typed(self, t: float, text: str) -> None:
+        self.typed_text.append((round(t, 3), text))
+        self.events.append(Event(round(t, 3), "user_text", text))
+
+    def video(self, kind: str, **args) -> dict:
+        clip = RENDERERS[kind](self.duration, **args)
+        self.video_spec = {"kind": kind, **{k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}}
+        self.frames, self.truth = clip.frames, clip.truth
+        return clip.truth
+
+    # ---- the model side ---------------------------------------------------------------
+    def say(self, text: str, t: float, cut: float | None = None) -> Spoken:
+        """The model says `text` from `t` (as heard); with `cut` it stops there, mid-line."""
+        t = round(t, 3)
+        sp = self.tts.speak(text, MODEL_VOICE, kind="model_word")
+        audio, words = sp.audio, sp.shifted(t)
+        if cut is not None and cut < t + sp.duration:
+            n = max(0, int((cut - t) * RATE))
+            audio = audio[:n].copy()
+            fade = min(n, int(FADE_S * RATE))
+            audio[n - fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
+            words = [w for w in words if w.t < cut - 0.05]
+        if not words:
+            return Spoken(t, t, [])
+        end = round(t + len(audio) / RATE, 3)
+        self._place(self.model_audio, audio, t)
+        self.events += words + [Event(t, "model_speech", text, end)]
+        return Spoken(t, end, words)
+
+    def delegate(self, t: float, request: str, result: str, latency: float) -> str:
+        """The model asks the background model at `t`; its result arrives `latency` s later."""
+        self._tasks += 1
+        task = f"t{self._tasks}"
+        self.events.append(Event(round(t, 3), "delegation", request))
+        self.events.append(Event(round(t + latency, 3), "result", f"{task}: {result}"))
+        return task
+
+    # ---- out ----------------------------------------------------------------------------
+    def build(self) -> Episode:
+        sc = Scenario(self.id, self.family, self.duration, list(self.utterances), list(self.typed_text),
+                      dict(self.targets), dict(self.video_spec))
+        user_words = [e for e in self.events if e.kind == "user_word"]
+        rec = RecordedInput(audio=self.user_audio, frames=list(self.frames), typed=list(self.typed_text),
+                            user_words=user_words, duration=self.duration)
+        rendered = Rendered(sc, rec, user_words, list(self.turns), dict(self.truth))
+        tl = Timeline(self.duration, sorted(self.events, key=lambda e: (e.t, e.kind)), self.user_audio,
+                      self.model_audio, list(self.frames))
+        return Episode(self.family, self.split, sc, rendered, tl)

