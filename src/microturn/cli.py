@@ -22,16 +22,44 @@ def _typed(spec: str) -> tuple[float, str]:
 
 
 def _config_and_model(args: argparse.Namespace):
-    """The config and model a command runs: --checkpoint if given, else random weights (said so)."""
-    from .model.checkpoint import load_model
+    """The config and model a command runs: --checkpoint if given; with neither it nor
+    --config, the shipped default model; with only --config, random weights (said so)."""
+    from .config import Config
+    from .model.checkpoint import load_default, load_model
     from .model.interaction import InteractionModel
 
-    cfg = load_config(args.config)
     torch.manual_seed(args.seed)
+    if args.config is None and not args.checkpoint:
+        model = load_default()
+        return Config(model=model.cfg, name="default"), model
     if args.checkpoint:
-        return cfg, load_model(args.checkpoint, expect=cfg.model)
+        model = load_model(args.checkpoint, expect=load_config(args.config).model if args.config else None)
+        return (load_config(args.config) if args.config else Config(model=model.cfg, name="checkpoint")), model
+    cfg = load_config(args.config)
     print("note: no --checkpoint: the model has untrained random weights", file=sys.stderr)
     return cfg, InteractionModel(cfg.model)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DURATION_S, run_demo
+
+    _, model = _config_and_model(args)
+    print(f"microturn demo: a {DURATION_S:g} s scripted conversation through the "
+          f"{'default' if not args.checkpoint else args.checkpoint} model ({model.num_params() / 1e6:.1f}M parameters)",
+          file=sys.stderr)
+    summary = run_demo(model, args.out, live=not args.quiet, seed=args.seed)
+    print(f"{summary['seconds']:g} s of conversation in {summary['wall_s']:g} s "
+          f"({summary['real_time_factor']:g}x real time); wrote " + ", ".join(summary["files"]))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .model.checkpoint import load_model, save_model
+
+    model = load_model(args.checkpoint)
+    save_model(model, args.out, {"exported_from": str(args.checkpoint)}, half=args.half)
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -183,12 +211,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="microturn", description="Open interaction models in 200 ms micro-turns.")
     sub = p.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="a scripted 90 s conversation through the default model: WAV, PNG, HTML")
+    demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    demo.add_argument("--checkpoint", help="another model checkpoint (default: the shipped one)")
+    demo.add_argument("--config", help=argparse.SUPPRESS)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quiet", action="store_true", help="no live timeline")
+    demo.set_defaults(func=_cmd_demo)
+    export = sub.add_parser("export", help="copy a model checkpoint, optionally as float16 (how the default ships)")
+    export.add_argument("checkpoint")
+    export.add_argument("out")
+    export.add_argument("--half", action="store_true", help="store weights as float16")
+    export.set_defaults(func=_cmd_export)
     run = sub.add_parser("run", help="a recorded conversation through one session, faster than real time")
     run.add_argument("wav", nargs="?", help="the user's audio (WAV, any common rate, mono or stereo)")
     run.add_argument("--typed", action="append", type=_typed, default=[], help="typed text as SECONDS:TEXT (repeatable)")
     run.add_argument("--duration", type=float, help="seconds to run (default: the audio's length)")
-    run.add_argument("--config", default="tiny", help="a named config or a TOML file (default: tiny)")
-    run.add_argument("--checkpoint", help="safetensors checkpoint (default: random weights)")
+    run.add_argument("--config", help="a named config or TOML file: random weights unless --checkpoint")
+    run.add_argument("--checkpoint", help="safetensors checkpoint (default: the shipped default model)")
     run.add_argument("--temperature", type=float, default=0.8)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--no-background", action="store_true", help="do not start background tasks")
@@ -214,8 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     perf.set_defaults(func=_cmd_perf)
     bench = sub.add_parser("bench", help="microturn and a turn-based VAD harness on the same scenarios")
     bench.add_argument("--suite", default="dev", help="'dev' (shipped) or a directory of JSON/TOML scenarios")
-    bench.add_argument("--config", default="tiny", help="a named config or a TOML file (default: tiny)")
-    bench.add_argument("--checkpoint", help="safetensors checkpoint of the model to test")
+    bench.add_argument("--config", help="a named config or TOML file: random weights unless --checkpoint")
+    bench.add_argument("--checkpoint", help="checkpoint of the model to test (default: the shipped default model)")
     bench.add_argument("--vad", choices=["server_vad", "pipecat"], default="server_vad", help="baseline settings")
     bench.add_argument("--json", help="write the side-by-side figures here")
     bench.add_argument("--plots", help="write a PNG per family into this directory")

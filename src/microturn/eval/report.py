@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
+from ..viz import Lane, write_html
 from .bench import SYSTEMS, BenchResult
 
 BETTER = {"pause_tor": "lower", "backchannel_tor": "lower", "not_addressed_response_rate": "lower",
@@ -63,31 +63,10 @@ def write_timeline_html(result: BenchResult, scenario_id: str, path: str | Path)
     if idx is None:
         raise KeyError(f"no scenario {scenario_id!r}; have: {', '.join(r.scenario.id for r in result.rendered)}")
     r = result.rendered[idx]
-    dur, px = r.scenario.duration, 90.0
-    x = lambda t: 110 + t * px
-    rows = []
-
-    def lane(y: int, label: str, spans, words, color: str) -> None:
-        rows.append(f'<text x="4" y="{y + 16}" class="lane">{html.escape(label)}</text>')
-        for a, b in spans:
-            rows.append(f'<rect x="{x(a):.1f}" y="{y}" width="{max((b - a) * px, 2):.1f}" height="22" fill="{color}" opacity="0.35"/>')
-        for t, text in words:
-            rows.append(f'<text x="{x(t):.1f}" y="{y + 36}" class="w"><title>{t:.2f}s</title>{html.escape(text)}</text>')
-
-    lane(10, "user", [(w.t, w.end) for w in r.user_words], [(w.t, w.text) for w in r.user_words], "#264653")
-    for j, name in enumerate(SYSTEMS):
+    lanes = [Lane("user", [(w.t, w.end) for w in r.user_words], [(w.t, w.text) for w in r.user_words])]
+    for name in SYSTEMS:
         run = result.runs[name][idx]
-        lane(70 + 60 * j, name, run.speech, [(w.t, w.text) for w in run.words], "#2a9d8f" if j == 0 else "#e76f51")
-    tasks = result.runs["microturn"][idx].extra
-    lane(190, "background", [], [(e.t, f"{e.kind}: {e.text}") for e in tasks], "#8d99ae")
-    ticks = "".join(f'<line x1="{x(t)}" y1="0" x2="{x(t)}" y2="250" class="tick"/><text x="{x(t) + 2}" y="262" class="w">{t:g}s</text>'
-                    for t in range(int(dur) + 1))
-    scores = "".join(f"<li><b>{n}</b>: {html.escape(str(result.runs[n][idx].scores))}</li>" for n in SYSTEMS)
-    doc = f"""<!doctype html><meta charset="utf-8"><title>{html.escape(scenario_id)}</title>
-<style>body{{font:13px sans-serif}} .lane{{font-weight:bold}} .w{{font-size:10px}} .tick{{stroke:#ddd}}</style>
-<h3>{html.escape(scenario_id)} — {html.escape(r.scenario.family)}</h3>
-<svg width="{x(dur) + 40:.0f}" height="270">{ticks}{''.join(rows)}</svg><ul>{scores}</ul>"""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc)
-    return path
+        lanes.append(Lane(name, run.speech, [(w.t, w.text) for w in run.words]))
+    lanes.append(Lane("background", [], [(e.t, f"{e.kind}: {e.text}") for e in result.runs["microturn"][idx].extra]))
+    notes = [f"{n}: {result.runs[n][idx].scores}" for n in SYSTEMS]
+    return write_html(path, f"{scenario_id} — {r.scenario.family}", r.scenario.duration, lanes, notes)

@@ -41,7 +41,7 @@ from ..world.video import RENDERERS
 from . import metrics as M
 
 FAMILIES = ("turn_taking", "pause", "interruption", "backchannel", "not_addressed", "timespeak", "cuespeak",
-            "correction", "tool_use", "refusal", "repcount", "startstop", "proactive")
+            "correction", "simultaneous", "tool_use", "refusal", "repcount", "startstop", "proactive")
 RATE = 16_000
 
 
@@ -174,10 +174,14 @@ def score(r: Rendered, words: list[M.Word], speech: list[M.Interval]) -> dict:
     if f == "timespeak":  # say: [[seconds after the request ends, phrase], ...]
         end = turns[0][1]
         return M.timed_targets(words, [(end + float(t), p) for t, p in tg["say"]], float(tg.get("tolerance", 1.0)))
-    if f in ("cuespeak", "correction"):  # cues: onsets of the cue word in the user's speech
+    if f in ("cuespeak", "correction"):  # cues: the cue word's onsets after the instruction
         cue = M.norm(tg["cue"])
-        cues = [(w.t, tg["say"]) for w in r.user_words if M.norm(w.text) == cue]
+        cues = [(w.t, tg["say"]) for w in r.user_words if M.norm(w.text) == cue and w.t >= turns[0][1]]
         return M.cue_targets(words, cues, float(tg.get("window", 2.0)), correction=f == "correction")
+    if f == "simultaneous":  # pairs: [[user word, what to say right after it], ...]
+        pairs = {M.norm(a): b for a, b in tg["pairs"]}
+        cues = [(w.t, pairs[M.norm(w.text)]) for w in r.user_words if M.norm(w.text) in pairs and w.t >= turns[0][1]]
+        return M.cue_targets(words, cues, float(tg.get("window", 1.5)))
     if f == "tool_use":
         return M.tool_use(words, str(tg["answer"]), turns[0][1], [end for _, end, _ in turns[1:]])
     if f == "refusal":

@@ -16,13 +16,19 @@ from ..errors import CheckpointError, ConfigError
 from .interaction import InteractionModel
 
 FORMAT = "microturn-checkpoint/1"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.safetensors"
 
 
-def save_model(model: InteractionModel, path: str | Path, extra: dict[str, str] | None = None) -> None:
-    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
+def save_model(model: InteractionModel, path: str | Path, extra: dict[str, str] | None = None,
+               half: bool = False) -> None:
+    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file.
+    `half` stores the weights as float16 (buffers such as the dMel range stay float32); they
+    load back into the float32 model."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    params = {name for name, _ in model.named_parameters()}
+    tensors = {k: (v.half() if half and k in params else v).detach().contiguous().cpu()
+               for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "config": model.cfg.to_json(), **(extra or {})}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
@@ -79,3 +85,11 @@ def load_model(path: str | Path, expect: ModelConfig | None = None) -> Interacti
                               f"unexpected {unexpected[:5]}, wrong shapes {bad[:5]}")
     model.load_state_dict(tensors)
     return model.eval()
+
+
+def load_default() -> InteractionModel:
+    """The shipped default model (trained on the synthetic world; see configs/default.toml)."""
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise CheckpointError(f"the default model is missing ({DEFAULT_CHECKPOINT}); reinstall microturn "
+                              "or pass --checkpoint")
+    return load_model(DEFAULT_CHECKPOINT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -57,8 +58,9 @@ class OfflineResult:
 
 def run_offline(engine: Engine, rec: RecordedInput, sampler: SamplerSettings | None = None,
                 progress: bool = False, agent: BackgroundAgent | None = None,
-                policy: DeliveryPolicy | None = None) -> OfflineResult:
-    """Run `rec` through a new session; with `agent`, delegations start background tasks."""
+                policy: DeliveryPolicy | None = None, on_turn: Callable | None = None) -> OfflineResult:
+    """Run `rec` through a new session; with `agent`, delegations start background tasks.
+    `on_turn(k, audio_chunk, output, events, conversation)` sees each turn as it happens."""
     lay = engine.layout
     duration = rec.seconds(lay.sample_rate)
     n = max(1, math.ceil(round(duration / lay.turn_seconds, 6)))
@@ -78,7 +80,9 @@ def run_offline(engine: Engine, rec: RecordedInput, sampler: SamplerSettings | N
             chunk = audio[k * lay.turn_samples:(k + 1) * lay.turn_samples] if audio is not None else None
             inp = conv.prepare(chunk, frames.get(k), typed[k], words[k])
             out = engine.step([conv.session], [inp]).outputs[0]
-            conv.finish(out)
+            events, _ = conv.finish(out)
+            if on_turn is not None:
+                on_turn(k, chunk, out, events, conv)
             outputs.append(out)
     finally:
         conv.close()

@@ -267,11 +267,10 @@ def tool_use(b: EpisodeBuilder) -> None:
     expr = f"{x} {dict(times='*', plus='+', minus='-')[op]} {y}"
     value = spoken_number(calculate(expr))
     u = b.user(f"What is {x} {op} {y}?", float(b.rng.uniform(0.3, 0.8)), answer=f"{x} {op} {y} is {value}.")
-    t = u.end + _gap(b)
-    b.delegate(t - 0.2, f"what is {x} {op} {y}", f"{_say(expr)} is {value}.", latency := float(b.rng.uniform(1.5, 4.0)))
-    said = b.say("Let me work that out.", t).end
-    arrived = t - 0.2 + latency
-    free = max(said, arrived + 1.2)  # the result streams into its slots at 4 bytes a turn
+    said = b.say("Let me work that out.", u.end + _gap(b)).end
+    latency = float(b.rng.uniform(1.5, 4.0))
+    b.delegate(said, f"what is {x} {op} {y}", f"{_say(expr)} is {value}.", latency)  # text after the spoken ack
+    free = said + latency + 1.2  # the result streams into its slots at 4 bytes a turn
     if b.rng.random() < 0.5:  # the user chats on meanwhile; the answer waits for them
         c = b.user(_pick(b, CHATTER), said + float(b.rng.uniform(0.3, 1.0)), answer="Mm-hm.")
         free = max(free, c.end + _gap(b))

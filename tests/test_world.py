@@ -1,0 +1,103 @@
+"""World generators: every family renders, splits never share an episode, the model's
+lines survive the trip to micro-turn tensors, and real recordings load the same way."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from microturn.config import TurnLayout
+from microturn.errors import ConfigError, InputError
+from microturn.eval import metrics as M
+from microturn.eval.scenario import score
+from microturn.streams.audio import DMelCodec, MelNorm, wav_bytes
+from microturn.streams.timeline import timeline_to_turns, turns_to_timeline
+from microturn.train.data import crop, load_recording, timeline_tensors
+from microturn.world.families import FAMILY_GENERATORS, generate
+from microturn.world.tts import EspeakTTS
+
+LAYOUT = TurnLayout()
+
+
+@pytest.fixture(scope="module")
+def tts():
+    return EspeakTTS()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_GENERATORS))
+def test_family_episode_is_consistent_and_the_ideal_model_scores_well(family, tts):
+    ep = generate(family, 3, "eval", tts=tts)
+    tl = ep.timeline
+    assert ep.scenario.family == family and len(tl.user_audio) == int(16.0 * 16_000)
+    assert ep.rendered.user_words, "every family has the user speaking"
+    said = tl.of("model_word")
+    speech = tl.of("model_speech")
+    for w in said:  # every model word lies inside one of its speech segments
+        assert any(s.t - 1e-6 <= w.t <= s.end for s in speech), (w.t, w.text)
+    if family == "not_addressed":
+        assert not said
+    else:
+        assert said and np.abs(tl.model_audio).max() > 0.01
+    # the ideal model's own lines, through the same scorer the bench uses
+    words, spans = M.heard(tl.events)
+    scores = score(ep.rendered, words, spans)
+    for key, good in {"turn_taking_tor": 1.0, "pause_tor": 0.0, "interruption_tor": 1.0, "timespeak_acc": 1.0,
+                      "cuespeak_acc": 1.0, "repcount_acc": 1.0, "proactive_score": 0.5, "tool_pass1": 1.0,
+                      "not_addressed_response_rate": 0.0, "refusal_rate": 1.0, "over_refusal_rate": 0.0}.items():
+        if key in scores:
+            assert (scores[key] <= good if good == 0.0 else scores[key] >= good), (key, scores)
+    if "startstop_miou" in scores:
+        assert scores["startstop_miou"] > 0.8
+    if "stop_latency_s" in scores:
+        assert scores["stop_latency_s"] <= 0.4
+
+
+def test_splits_and_indices_give_different_episodes_and_the_same_index_repeats(tts):
+    a, b = generate("turn_taking", 0, "train", tts=tts), generate("turn_taking", 0, "eval", tts=tts)
+    assert not np.array_equal(a.timeline.user_audio, b.timeline.user_audio)
+    again = generate("turn_taking", 0, "train", tts=tts)
+    assert np.array_equal(a.timeline.user_audio, again.timeline.user_audio)
+    with pytest.raises(ConfigError, match="juggling"):
+        generate("juggling", 0)
+    with pytest.raises(ConfigError, match="split"):
+        generate("pause", 0, "test")
+
+
+def test_model_words_survive_the_trip_through_turn_tensors(tts):
+    ep = generate("tool_use", 1, tts=tts)
+    codec, norm = DMelCodec(LAYOUT.dmel_levels), MelNorm(LAYOUT.mel_channels)
+    batch = timeline_to_turns(ep.timeline, LAYOUT, codec, norm)
+    back = turns_to_timeline(batch, LAYOUT, norm)
+    want = [(round(e.t, 1), e.text) for e in ep.timeline.of("model_word")]
+    got = [(e.t, e.text) for e in back.of("model_word")]
+    assert [t for _, t in got] == [t for _, t in want]
+    for (tg, _), (tw, _) in zip(got, want):  # heard at the turn boundary at or before, or one turn later
+        assert -0.21 <= tg - tw <= 0.21
+    assert [e.text for e in back.of("delegation")] == [e.text for e in ep.timeline.of("delegation")]
+    assert any(e.text.startswith("t1: ") for e in back.of("result"))
+    cached = timeline_tensors(ep.timeline, LAYOUT, codec)
+    assert cached["audio_in"].dtype.itemsize == 1 and cached["control"].sum() == batch.control.sum()
+
+
+def test_real_recording_loads_as_a_timeline(tmp_path):
+    rate = 16_000
+    user = (0.1 * np.sin(np.arange(rate * 4) / 7)).astype(np.float32)
+    model = np.zeros(rate * 4, np.float32)
+    model[rate * 2:rate * 3] = 0.1
+    (tmp_path / "a.wav").write_bytes(wav_bytes([user, model], rate))
+    (tmp_path / "a.json").write_text(json.dumps({
+        "user": [{"word": "hello", "start": 0.2, "end": 0.6}],
+        "model": [{"word": "hi", "start": 2.0, "end": 2.3}, {"word": "there", "start": 2.4, "end": 2.9}]}))
+    tl = load_recording(tmp_path / "a.wav", tmp_path / "a.json", LAYOUT)
+    assert tl.duration == pytest.approx(4.0) and [e.text for e in tl.of("model_word")] == ["hi", "there"]
+    assert [(e.t, e.end) for e in tl.of("model_speech")] == [(2.0, 2.9)]
+    part = crop(tl, 2.0, 2.0, rate)
+    assert part.of("model_word")[0].t == 0.0 and len(part.user_audio) == 2 * rate
+    (tmp_path / "b.wav").write_bytes(wav_bytes([user], rate))
+    with pytest.raises(InputError, match="stereo"):
+        load_recording(tmp_path / "b.wav", tmp_path / "a.json", LAYOUT)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InputError, match="alignment"):
+        load_recording(tmp_path / "a.wav", tmp_path / "bad.json", LAYOUT)
