@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch first and pinned: an unpinned torch would pull multi-GB CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: setup test demo perf bench clean system
+.PHONY: setup test demo perf bench train clean system
 
 setup: system $(VENV)/.installed
 
@@ -26,10 +26,10 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q
 
-# Until the trained default model and its scripted conversation land, the main job is
-# the streaming-session benchmark (speed, flat turn cost, bitwise parity, batching).
+# The main job: a scripted 90 s conversation through the shipped default model
+# (demo_out/demo.wav, demo_timeline.png, demo_timeline.html).
 demo: setup
-	$(BIN)/microturn perf --json perf.json
+	$(BIN)/microturn demo --out demo_out
 
 perf: setup
 	$(BIN)/microturn perf --json perf.json
@@ -37,5 +37,9 @@ perf: setup
 bench: setup
 	$(BIN)/microturn bench --json bench.json --plots bench_out/plots
 
+# Reproduce the default model (resumes from runs/default if interrupted).
+train: setup
+	$(BIN)/microturn train --config configs/default.toml
+
 clean:
-	rm -rf $(VENV) demo_out perf.json bench.json bench_out
+	rm -rf $(VENV) demo_out perf.json bench.json bench_out runs .cache

@@ -124,7 +124,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .eval.scenario import load_suite
 
     cfg, model = _config_and_model(args)
-    scenarios = load_suite(args.suite)
+    if args.suite == "eval":  # the world's held-out split: the generators training used, other seeds
+        from .world.families import eval_split
+        scenarios = eval_split(args.per_family, progress=not args.quiet)
+    else:
+        scenarios = load_suite(args.suite)
     result = run_bench(Engine(model, cfg.engine), scenarios, suite=str(args.suite), seed=args.seed,
                        vad=PIPECAT if args.vad == "pipecat" else SERVER_VAD, progress=not args.quiet)
     print(format_table(result))
@@ -253,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--quiet", action="store_true", help="no progress bars")
     perf.set_defaults(func=_cmd_perf)
     bench = sub.add_parser("bench", help="microturn and a turn-based VAD harness on the same scenarios")
-    bench.add_argument("--suite", default="dev", help="'dev' (shipped) or a directory of JSON/TOML scenarios")
+    bench.add_argument("--suite", default="dev",
+                       help="'dev' (shipped), 'eval' (the world's held-out split) or a directory of JSON/TOML scenarios")
+    bench.add_argument("--per-family", type=int, default=3, help="with --suite eval: episodes per family (default: 3)")
     bench.add_argument("--config", help="a named config or TOML file: random weights unless --checkpoint")
     bench.add_argument("--checkpoint", help="checkpoint of the model to test (default: the shipped default model)")
     bench.add_argument("--vad", choices=["server_vad", "pipecat"], default="server_vad", help="baseline settings")

@@ -22,14 +22,13 @@ from .engine.engine import Engine
 from .engine.session import SamplerSettings
 from .model.interaction import InteractionModel
 from .runtime.conversation import DeliveryPolicy
-from .runtime.offline import OfflineResult, run_offline
+from .runtime.offline import OFFLINE_RESULT_LATENCY_S, OfflineResult, run_offline
 from .streams.turns import SPEAK, Event
 from .viz import Lane, write_html, write_png
 from .world.episode import Episode, EpisodeBuilder
 from .world.tts import EspeakTTS
 
 DURATION_S = 90.0
-RESULT_LATENCY_S = 2.0  # background results are not seen sooner (as in training, where they take 1.5-4 s)
 
 
 def script(tts: EspeakTTS, seed: int = 7) -> Episode:
@@ -111,7 +110,7 @@ def run_demo(model: InteractionModel, out: str | Path, live: bool = True, seed: 
     ep = script(tts)
     view = LiveTimeline(user_words=ep.rendered.user_words, stream=sys.stdout if live else open("/dev/null", "w"))
     result = run_offline(Engine(model), ep.rendered.recording, SamplerSettings(temperature=temperature, seed=seed),
-                         agent=EmbeddedAgent(), policy=DeliveryPolicy(min_latency_s=RESULT_LATENCY_S), on_turn=view)
+                         agent=EmbeddedAgent(), policy=DeliveryPolicy(min_latency_s=OFFLINE_RESULT_LATENCY_S), on_turn=view)
     view.flush(ep.scenario.duration)
     (out / "demo.wav").write_bytes(result.stereo_wav)
     title = f"microturn demo — {ep.scenario.duration:g} s, default model"

@@ -14,7 +14,8 @@ from tqdm import tqdm
 from ..background.agent import EmbeddedAgent
 from ..engine.engine import Engine
 from ..engine.session import SamplerSettings
-from ..runtime.offline import run_offline
+from ..runtime.conversation import DeliveryPolicy
+from ..runtime.offline import OFFLINE_RESULT_LATENCY_S, run_offline
 from ..world.tts import EspeakTTS
 from . import metrics as M
 from .baseline import SERVER_VAD, TurnBasedHarness, VadSettings, vad_agreement
@@ -58,15 +59,16 @@ class BenchResult:
         return {f: {n: M.summarize(rows) for n, rows in systems.items()} for f, systems in fams.items()}
 
 
-def run_bench(engine: Engine, scenarios: list[Scenario], suite: str = "dev", seed: int = 0,
+def run_bench(engine: Engine, scenarios: list[Scenario | Rendered], suite: str = "dev", seed: int = 0,
               vad: VadSettings = SERVER_VAD, progress: bool = True) -> BenchResult:
     tts = EspeakTTS()
     harness = TurnBasedHarness(vad, tts)
     result = BenchResult(suite, [], {s: [] for s in SYSTEMS})
     for sc in tqdm(scenarios, desc="scenarios", unit="scenario", disable=not progress):
-        r = render(sc, tts)
+        r = sc if isinstance(sc, Rendered) else render(sc, tts)  # generated episodes come rendered
         result.rendered.append(r)
-        ours = run_offline(engine, r.recording, SamplerSettings(temperature=0.8, seed=seed), agent=EmbeddedAgent())
+        ours = run_offline(engine, r.recording, SamplerSettings(temperature=0.8, seed=seed), agent=EmbeddedAgent(),
+                           policy=DeliveryPolicy(min_latency_s=OFFLINE_RESULT_LATENCY_S))
         words, speech = M.heard(ours.timeline.events)
         tasks = [e for e in ours.timeline.events if e.kind.startswith("task_") or e.kind in ("delegation", "result")]
         check = {"vad_agreement": vad_agreement(ours.timeline.model_audio, speech)}

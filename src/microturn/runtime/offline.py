@@ -25,6 +25,11 @@ from ..streams.turns import Event, TurnOutput
 from .conversation import Conversation, DeliveryPolicy
 
 
+# Offline runs settle background tasks at once; the world's results take 1.5-4 s, so demo
+# and bench show a result to the model no sooner than this after its request.
+OFFLINE_RESULT_LATENCY_S = 2.0
+
+
 @dataclass
 class RecordedInput:
     """What the user side does: audio (mono, layout rate), frames and typed text, with times."""

@@ -307,3 +307,14 @@ def generate(family: str, index: int, split: str = "train", duration: float = 16
             continue
         return b.build()
     raise ConfigError(f"{family}: no episode fits in {duration:g} s after 20 draws; give a longer duration")
+
+
+def eval_split(per_family: int, families: list[str] | None = None, duration: float = 16.0,
+               progress: bool = False) -> list:
+    """The held-out episodes the bench runs (`--suite eval`), rendered: `per_family` of each."""
+    from tqdm import tqdm
+
+    tts = EspeakTTS()
+    jobs = [(f, i) for f in (families or FAMILY_GENERATORS) for i in range(per_family)]
+    return [generate(f, i, "eval", duration, tts).rendered
+            for f, i in tqdm(jobs, desc="rendering eval split", unit="ep", disable=not progress)]
