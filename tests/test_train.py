@@ -126,3 +126,11 @@ def test_mismatched_checkpoint_is_refused_and_kept(tmp_path):
     state.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="unreadable"):
         Trainer(load_config(write_config(tmp_path, steps=5)), run, progress=False)
+
+
+def test_missing_espeak_names_the_package(tmp_path):
+    config = write_config(tmp_path, cache_dir=str(tmp_path / "fresh-cache"))
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))  # the venv only: no espeak-ng
+    res = subprocess.run([sys.executable, "-m", "microturn.cli", "train", "--config", str(config), "--quiet"],
+                         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert res.returncode == 2 and "apt-get install espeak-ng" in res.stderr and "Traceback" not in res.stderr

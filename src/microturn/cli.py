@@ -53,6 +53,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import uvicorn
+
+    from .engine.engine import Engine
+    from .server.app import create_app
+
+    cfg, model = _config_and_model(args)
+    engine_cfg = dataclasses.replace(cfg.engine, max_sessions=args.max_sessions or cfg.engine.max_sessions)
+    app = create_app(Engine(model, engine_cfg), token=args.token, idle_timeout_s=args.idle_timeout,
+                     max_session_s=args.max_session_length)
+    print(f"microturn serve: ws://{args.host}:{args.port}/v1/ws, up to {engine_cfg.max_sessions} sessions",
+          file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws_max_size=2 * 1024 * 1024)
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .model.checkpoint import load_model, save_model
 
@@ -222,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quiet", action="store_true", help="no live timeline")
     demo.set_defaults(func=_cmd_demo)
+    serve = sub.add_parser("serve", help="serve live full-duplex sessions over WebSocket")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token", help="require this bearer token (Authorization header or ?token=)")
+    serve.add_argument("--max-sessions", type=int, help="sessions served at once (default: the engine config's)")
+    serve.add_argument("--idle-timeout", type=float, default=60.0, help="close a session after this many quiet seconds")
+    serve.add_argument("--max-session-length", type=float, default=3600.0, help="seconds a session may last")
+    serve.add_argument("--config", help="a named config or TOML file: random weights unless --checkpoint")
+    serve.add_argument("--checkpoint", help="model checkpoint (default: the shipped default model)")
+    serve.add_argument("--seed", type=int, default=0)
+    serve.set_defaults(func=_cmd_serve)
     export = sub.add_parser("export", help="copy a model checkpoint, optionally as float16 (how the default ships)")
     export.add_argument("checkpoint")
     export.add_argument("out")

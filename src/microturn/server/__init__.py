@@ -1,0 +1,1 @@
+"""`microturn serve`: the engine loop, the native WebSocket protocol, operations."""

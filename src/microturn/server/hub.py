@@ -1,0 +1,187 @@
+"""The engine loop: every live conversation advances one micro-turn per tick, in one batch.
+
+asyncio does the I/O; the engine runs on one worker thread, so sockets are served while a
+turn computes. Each session buffers its input audio (bounded: a client sending faster than
+real time loses the excess, counted, and nobody else notices); at its tick a session takes
+one turn of audio, padded with silence if the client is late (late audio goes into the next
+turn). Outputs go to a bounded per-session queue; a slow reader drops its own messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import soxr
+
+from ..background.agent import BackgroundAgent
+from ..background.tasks import BackgroundRunner
+from ..engine.engine import Engine
+from ..engine.kv import PoolFullError
+from ..engine.session import SamplerSettings
+from ..runtime.conversation import Conversation
+from ..streams.audio import pcm16_to_float
+from ..streams.turns import SPEAK
+from .metrics import Metrics
+
+MAX_BUFFER_S = 2.0  # input audio a session may hold ahead of the clock
+OUT_QUEUE = 256  # messages waiting for a slow reader
+
+
+class ServerFull(Exception):
+    """No KV slot (or session allowance) is free."""
+
+
+@dataclass
+class Live:
+    id: str
+    conv: Conversation
+    rate: int
+    opened: float
+    resampler: soxr.ResampleStream | None
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # at the model's rate
+    typed: list[str] = field(default_factory=list)
+    frame: np.ndarray | None = None
+    out: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(OUT_QUEUE))
+    last_input: float = field(default_factory=time.monotonic)
+    dropped_s: float = 0.0
+    closed: bool = False
+    _tasks_seen: int = 0
+
+
+class Hub:
+    def __init__(self, engine: Engine, max_sessions: int, agent: Callable[[], BackgroundAgent] | None = None,
+                 idle_timeout_s: float = 60.0, max_session_s: float = 3600.0) -> None:
+        self.engine, self.lay = engine, engine.layout
+        self.max_sessions = max_sessions
+        self.agent, self.runner = agent, BackgroundRunner() if agent is not None else None
+        self.idle_timeout_s, self.max_session_s = idle_timeout_s, max_session_s
+        self.live: dict[str, Live] = {}
+        self.metrics = Metrics()
+        self._ids = itertools.count(1)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="engine")
+        self._task: asyncio.Task | None = None
+
+    # ---- sessions -------------------------------------------------------------------------
+    def open(self, rate: int, temperature: float, background: bool) -> Live:
+        if len(self.live) >= self.max_sessions:
+            self.metrics.refused += 1
+            raise ServerFull(f"server full: {len(self.live)} of {self.max_sessions} sessions live; try again later")
+        try:
+            conv = Conversation.open(self.engine, self.agent() if background and self.agent else None,
+                                     self.runner if background else None, SamplerSettings(temperature=temperature))
+        except PoolFullError as e:
+            self.metrics.refused += 1
+            raise ServerFull(f"server full: {e}") from e
+        rs = None if rate == self.lay.sample_rate else soxr.ResampleStream(rate, self.lay.sample_rate, 1, dtype="float32")
+        live = Live(f"s{next(self._ids)}", conv, rate, time.monotonic(), rs)
+        self.live[live.id] = live
+        return live
+
+    def close(self, live: Live) -> None:
+        if live.closed:
+            return
+        live.closed = True
+        self.live.pop(live.id, None)
+        live.conv.close()
+
+    def push_audio(self, live: Live, pcm: bytes) -> None:
+        x = pcm16_to_float(pcm)
+        if live.resampler is not None:
+            x = live.resampler.resample_chunk(x)
+        live.last_input = time.monotonic()
+        room = int(MAX_BUFFER_S * self.lay.sample_rate) - len(live.audio)
+        if len(x) > room:  # faster than real time: keep the clock's worth, drop the rest
+            live.dropped_s += (len(x) - max(room, 0)) / self.lay.sample_rate
+            self.metrics.dropped_audio_s += (len(x) - max(room, 0)) / self.lay.sample_rate
+            x = x[:max(room, 0)]
+        live.audio = np.concatenate([live.audio, x.astype(np.float32)])
+
+    # ---- the loop -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for live in list(self.live.values()):
+            self.close(live)
+        self._worker.shutdown(wait=True)
+        if self.runner is not None:
+            self.runner.close()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.lay.turn_seconds
+        deadline = time.monotonic() + period
+        while True:
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+            self._expire()
+            sessions = [s for s in self.live.values() if not s.closed]
+            if sessions:
+                t0 = time.perf_counter()
+                inputs = [self._prepare(s) for s in sessions]
+                outs = await loop.run_in_executor(self._worker, self.engine.step, [s.conv.session for s in sessions], inputs)
+                ms = (time.perf_counter() - t0) * 1000
+                missed = time.monotonic() > deadline + period
+                self.metrics.turn(ms, missed, len(sessions))
+                for s, out in zip(sessions, outs.outputs):
+                    if not s.closed:
+                        self._deliver(s, out, ms, missed)
+            deadline += period
+            if deadline < time.monotonic() - period:  # far behind (a stall): skip, don't burst
+                deadline = time.monotonic() + period
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for s in list(self.live.values()):
+            if now - s.last_input > self.idle_timeout_s:
+                self._send(s, {"type": "error", "code": "idle_timeout",
+                               "message": f"no input for {self.idle_timeout_s:g} s; session closed"})
+                self.close(s)
+            elif now - s.opened > self.max_session_s:
+                self._send(s, {"type": "error", "code": "session_too_long",
+                               "message": f"sessions last at most {self.max_session_s:g} s; session closed"})
+                self.close(s)
+
+    def _prepare(self, s: Live):
+        n = self.lay.turn_samples
+        chunk = np.zeros(n, np.float32)
+        take = min(n, len(s.audio))
+        chunk[:take] = s.audio[:take]
+        s.audio = s.audio[take:]
+        typed, s.typed = s.typed, []
+        frame, s.frame = s.frame, None
+        return s.conv.prepare(chunk, frame, typed)
+
+    def _deliver(self, s: Live, out, ms: float, missed: bool) -> None:
+        k = s.conv.session.turn - 1
+        events, wav = s.conv.finish(out)
+        if wav is not None:
+            pcm = (np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
+            self._send(s, {"type": "output.audio.delta", "turn": k, "pcm": pcm})
+        for e in events:
+            if e.kind == "model_word":
+                self._send(s, {"type": "output.transcript.delta", "t": e.t, "text": e.text + " "})
+        for ev in s.conv.task_log[s._tasks_seen:]:
+            kind = {"created": "created", "progress": "progress", "done": "done", "failed": "failed",
+                    "cancelled": "cancelled"}[ev.kind]
+            self._send(s, {"type": f"delegation.{kind}", "task_id": ev.task_id, "t": ev.t, "text": ev.text})
+        s._tasks_seen = len(s.conv.task_log)
+        self._send(s, {"type": "turn.timing", "turn": k, "compute_ms": round(ms, 2), "missed_deadline": missed,
+                       "speaking": out.control == SPEAK})
+
+    def _send(self, s: Live, msg: dict) -> None:
+        try:
+            s.out.put_nowait(msg)
+        except asyncio.QueueFull:
+            self.metrics.dropped_messages += 1

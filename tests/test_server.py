@@ -1,0 +1,159 @@
+"""`microturn serve` over real sockets: a uvicorn server in a thread, `websockets` clients."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import uvicorn
+import websockets
+
+from microturn.config import EngineConfig
+from microturn.engine.engine import Engine
+from microturn.model.interaction import InteractionModel
+from microturn.server.app import create_app
+
+
+@pytest.fixture(scope="module")
+def server():
+    from microturn.config import ModelConfig
+    cfg = ModelConfig(n_layers=2, window_turns=4, d_model=128, n_heads=4, n_kv_heads=2, ffn_hidden=256,
+                      flow_width=128, flow_depth=2, hmlp_width=64)
+    app = create_app(Engine(InteractionModel(cfg).eval(), EngineConfig(max_sessions=2)), token="secret",
+                     idle_timeout_s=3.0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    yield f"127.0.0.1:{port}", app.state.hub
+    srv.should_exit = True
+    thread.join(10)
+
+
+def pcm(seconds: float, rate: int) -> str:
+    t = np.arange(int(seconds * rate)) / rate
+    return base64.b64encode((0.2 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2").tobytes()).decode()
+
+
+async def session(addr: str, **start):
+    ws = await websockets.connect(f"ws://{addr}/v1/ws?token=secret")
+    await ws.send(json.dumps({"type": "session.start", **start}))
+    started = json.loads(await ws.recv())
+    return ws, started
+
+
+def test_a_session_streams_audio_in_and_gets_turns_back(server):
+    addr, hub = server
+
+    async def go():
+        ws, started = await session(addr, sample_rate=24_000)
+        assert started["type"] == "session.started" and started["turn_ms"] == 200
+        kinds: dict[str, int] = {}
+        for _ in range(10):  # 2 s of 24 kHz audio, sent in real time
+            await ws.send(json.dumps({"type": "input.audio", "audio": pcm(0.2, 24_000)}))
+            await asyncio.sleep(0.2)
+        await ws.send(json.dumps({"type": "input.text", "text": "hello"}))
+        deadline = time.monotonic() + 5
+        while kinds.get("turn.timing", 0) < 12 and time.monotonic() < deadline:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            kinds[msg["type"]] = kinds.get(msg["type"], 0) + 1
+            if msg["type"] == "output.audio.delta":
+                assert len(base64.b64decode(msg["audio"])) == 2 * 3200
+        await ws.send(json.dumps({"type": "session.end"}))
+        await ws.close()
+        return kinds
+
+    kinds = asyncio.run(go())
+    assert kinds["turn.timing"] >= 12 and kinds["output.audio.delta"] >= 12
+    time.sleep(0.5)
+    assert not hub.live  # the slot was freed
+
+
+def test_bad_messages_get_errors_and_the_session_goes_on(server):
+    addr, hub = server
+
+    async def go():
+        ws, _ = await session(addr)
+        errors = []
+        for bad in ("{not json", json.dumps({"type": "input.audio", "audio": "@@@"}),
+                    json.dumps({"type": "input.audio", "audio": base64.b64encode(b"abc").decode()}),
+                    json.dumps({"type": "nope"}), json.dumps({"type": "session.start"}),
+                    json.dumps({"type": "input.video", "jpeg": base64.b64encode(b"not a jpeg").decode()})):
+            await ws.send(bad)
+        while len(errors) < 6:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            if msg["type"] == "error":
+                errors.append(msg)
+        await ws.send(json.dumps({"type": "input.audio", "audio": pcm(0.2, 16_000)}))
+        msg = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        await ws.close()
+        return errors, msg
+
+    errors, after = asyncio.run(go())
+    assert all(e["code"] == "bad_message" and e["message"] for e in errors)
+    assert after["type"] in ("turn.timing", "output.audio.delta", "output.transcript.delta")
+
+
+def test_full_server_refuses_and_bad_token_is_closed(server):
+    addr, hub = server
+
+    async def go():
+        a, _ = await session(addr)
+        b, _ = await session(addr)
+        c, refused = await session(addr)
+        await a.close(), await b.close()
+        with pytest.raises(websockets.exceptions.InvalidStatus):
+            await websockets.connect(f"ws://{addr}/v1/ws?token=wrong")
+        return refused
+
+    refused = asyncio.run(go())
+    assert refused["type"] == "error" and refused["code"] == "server_full"
+    health = json.loads(urllib.request.urlopen(f"http://{addr}/healthz").read())
+    assert health["status"] == "ok"
+    metrics = urllib.request.urlopen(f"http://{addr}/metrics").read().decode()
+    assert "microturn_sessions_refused_total 1" in metrics and "microturn_turn_compute_ms_bucket" in metrics
+
+
+def test_flooding_client_is_throttled_and_idle_sessions_close(server):
+    addr, hub = server
+    before = hub.metrics.dropped_audio_s
+
+    async def go():
+        flood, _ = await session(addr)
+        calm, _ = await session(addr)
+        for _ in range(5):  # 10 s of audio in an instant: only MAX_BUFFER_S is kept
+            await flood.send(json.dumps({"type": "input.audio", "audio": pcm(2.0, 16_000)}))
+        turns = 0
+        t0 = time.monotonic()
+        while turns < 5:
+            msg = json.loads(await asyncio.wait_for(calm.recv(), 5))
+            turns += msg["type"] == "turn.timing"
+        elapsed = time.monotonic() - t0
+        await flood.close()
+        codes = []
+        while True:  # calm now sends nothing: closed after the 3 s idle timeout
+            try:
+                msg = json.loads(await asyncio.wait_for(calm.recv(), 6))
+            except websockets.exceptions.ConnectionClosed:
+                break
+            if msg["type"] == "error":
+                codes.append(msg["code"])
+        return elapsed, codes
+
+    elapsed, codes = asyncio.run(go())
+    assert hub.metrics.dropped_audio_s - before >= 7.9
+    assert elapsed < 3.0  # the calm session kept its pace
+    assert codes == ["idle_timeout"]
+    time.sleep(0.3)
+    assert not hub.live
