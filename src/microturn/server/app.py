@@ -1,4 +1,5 @@
-"""The FastAPI app: the native full-duplex WebSocket (`/v1/ws`), `/healthz`, `/metrics`.
+"""The FastAPI app: the native full-duplex WebSocket (`/v1/ws`), the OpenAI Realtime-compatible
+one (`/v1/realtime`), `/healthz`, `/metrics`.
 
 A session is one WebSocket. Bad messages get an `error` event and the session goes on; a
 full server refuses a new session with `server_full`; every KV slot is freed when its
@@ -22,6 +23,7 @@ from ..background.agent import BackgroundAgent, EmbeddedAgent
 from ..engine.engine import Engine
 from . import protocol as P
 from .hub import Hub, Live, ServerFull
+from .realtime import RealtimeSession
 
 MAX_FRAME_BYTES = 1024 * 1024  # any larger WebSocket message is refused before parsing
 
@@ -88,6 +90,14 @@ def create_app(engine: Engine, max_sessions: int | None = None, token: str | Non
                 hub.close(live)
             if sender is not None:
                 sender.cancel()
+
+    @app.websocket("/v1/realtime")
+    async def realtime(ws: WebSocket, model: str = "microturn"):
+        if not _authorised(ws, token):
+            await ws.close(code=1008, reason="missing or wrong bearer token")
+            return
+        await ws.accept()
+        await RealtimeSession(ws, hub, model).run()
 
     return app
 
@@ -156,7 +166,7 @@ async def _pump(ws: WebSocket, live: Live) -> None:
     while True:
         msg = await live.out.get()
         if "pcm" in msg:
-            msg = {"type": msg["type"], "turn": msg["turn"], "audio": base64.b64encode(msg["pcm"]).decode()}
+            msg = P.OutputAudioDelta(turn=msg["turn"], audio=base64.b64encode(msg["pcm"]).decode()).model_dump()
         try:
             await ws.send_json(msg)
         except Exception:  # the socket went away; the receive side closes the session

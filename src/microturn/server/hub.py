@@ -66,10 +66,17 @@ class Hub:
         self._ids = itertools.count(1)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="engine")
         self._task: asyncio.Task | None = None
+        self._stepping = False  # the engine thread is inside a step: closes wait for it
+        self._closing: list[Live] = []
 
     # ---- sessions -------------------------------------------------------------------------
+    @property
+    def occupied(self) -> int:
+        """KV slots in use: live sessions and those whose close waits for the step in flight."""
+        return len(self.live) + len(self._closing)
+
     def open(self, rate: int, temperature: float, background: bool) -> Live:
-        if len(self.live) >= self.max_sessions:
+        if self.occupied >= self.max_sessions:
             self.metrics.refused += 1
             raise ServerFull(f"server full: {len(self.live)} of {self.max_sessions} sessions live; try again later")
         try:
@@ -84,11 +91,15 @@ class Hub:
         return live
 
     def close(self, live: Live) -> None:
+        """Leave the loop now; the KV slot is freed at once, or after the step in flight."""
         if live.closed:
             return
         live.closed = True
         self.live.pop(live.id, None)
-        live.conv.close()
+        if self._stepping:
+            self._closing.append(live)
+        else:
+            live.conv.close()
 
     def push_audio(self, live: Live, pcm: bytes) -> None:
         x = pcm16_to_float(pcm)
@@ -113,9 +124,11 @@ class Hub:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        for live in list(self.live.values()):
+        self._worker.shutdown(wait=True)  # a step still in flight finishes before its sessions close
+        self._stepping = False
+        for live in list(self.live.values()) + self._closing:
+            live.closed = False
             self.close(live)
-        self._worker.shutdown(wait=True)
         if self.runner is not None:
             self.runner.close()
 
@@ -130,7 +143,15 @@ class Hub:
             if sessions:
                 t0 = time.perf_counter()
                 inputs = [self._prepare(s) for s in sessions]
-                outs = await loop.run_in_executor(self._worker, self.engine.step, [s.conv.session for s in sessions], inputs)
+                self._stepping = True
+                try:
+                    outs = await loop.run_in_executor(self._worker, self.engine.step,
+                                                      [s.conv.session for s in sessions], inputs)
+                finally:
+                    self._stepping = False
+                    for s in self._closing:
+                        s.conv.close()
+                    self._closing.clear()
                 ms = (time.perf_counter() - t0) * 1000
                 missed = time.monotonic() > deadline + period
                 self.metrics.turn(ms, missed, len(sessions))
@@ -168,7 +189,7 @@ class Hub:
         events, wav = s.conv.finish(out)
         if wav is not None:
             pcm = (np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
-            self._send(s, {"type": "output.audio.delta", "turn": k, "pcm": pcm})
+            self._send(s, {"type": "output.audio.delta", "turn": k, "pcm": pcm, "speaking": out.control == SPEAK})
         for e in events:
             if e.kind == "model_word":
                 self._send(s, {"type": "output.transcript.delta", "t": e.t, "text": e.text + " "})

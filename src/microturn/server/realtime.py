@@ -1,0 +1,189 @@
+"""OpenAI Realtime-compatible endpoint (`/v1/realtime`), GA event names.
+
+The same live session as the native protocol, spoken in Realtime's terms. The difference
+that matters: a response starts when the model decides to speak, not on a commit. So
+`input_audio_buffer.commit`, `input_audio_buffer.clear`, `response.create` and
+`response.cancel` are accepted and acknowledged but do not start or stop anything;
+`conversation.item.create` with `input_text` content becomes typed text. Audio is PCM16
+at 24 kHz both ways (resampled to and from the model's 16 kHz with soxr).
+
+`input_audio_buffer.speech_started` / `speech_stopped` come from the runtime's input level
+(the -40 dBFS rule the background-result delivery uses), not from a separate VAD model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import itertools
+import json
+
+import numpy as np
+import soxr
+from fastapi import WebSocket, WebSocketDisconnect
+
+from ..streams.audio import pcm16_to_float
+from .hub import Hub, Live, ServerFull
+from .protocol import MAX_AUDIO_B64, MAX_TEXT
+
+RATE = 24_000
+SPEECH_DBFS = -40.0
+QUIET_TURNS_TO_STOP = 3
+ACCEPTED_NOOPS = {"input_audio_buffer.commit": "input_audio_buffer.committed",
+                  "input_audio_buffer.clear": "input_audio_buffer.cleared",
+                  "response.create": None, "response.cancel": None}
+
+
+class RealtimeSession:
+    """One `/v1/realtime` socket: client events in, Realtime server events out."""
+
+    def __init__(self, ws: WebSocket, hub: Hub, model: str) -> None:
+        self.ws, self.hub, self.model = ws, hub, model
+        self.live: Live | None = None
+        self.ids = itertools.count(1)
+        self.response: str | None = None
+        self.item: str | None = None
+        self.out_rs = soxr.ResampleStream(hub.lay.sample_rate, RATE, 1, dtype="float32")
+        self.user_speaking, self.quiet = False, 0
+        self.heard_ms = 0
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self.ids)}"
+
+    async def send(self, type_: str, **fields) -> None:
+        await self.ws.send_text(json.dumps({"type": type_, "event_id": self._id("event"), **fields}))
+
+    async def error(self, message: str, code: str = "invalid_request_error", event_id: str | None = None) -> None:
+        self.hub.metrics.bad_messages += 1
+        await self.send("error", error={"type": "invalid_request_error", "code": code, "message": message,
+                                        "param": None, "event_id": event_id})
+
+    def session_object(self) -> dict:
+        return {"type": "realtime", "object": "realtime.session", "id": self.live.id if self.live else "",
+                "model": self.model, "output_modalities": ["audio"],
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": RATE}, "turn_detection": None},
+                          "output": {"format": {"type": "audio/pcm", "rate": RATE}}}}
+
+    # ---- in ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            self.live = self.hub.open(RATE, 0.8, True)
+        except ServerFull as e:
+            await self.error(str(e), "server_full")
+            await self.ws.close(code=1013)
+            return
+        await self.send("session.created", session=self.session_object())
+        pump = asyncio.create_task(self._pump())
+        try:
+            while not self.live.closed:
+                msg = await self.ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    break
+                await self.handle(msg.get("text") if msg.get("text") is not None else msg.get("bytes") or b"")
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.hub.close(self.live)
+            pump.cancel()
+
+    async def handle(self, raw: str | bytes) -> None:
+        if len(raw) > 1024 * 1024:
+            return await self.error("messages are limited to 1 MiB", "message_too_large")
+        try:
+            event = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            return await self.error(f"not JSON: {e}", "invalid_json")
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            return await self.error("an event is a JSON object with a string 'type'")
+        kind, eid = event["type"], event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        if kind == "input_audio_buffer.append":
+            audio = event.get("audio")
+            if not isinstance(audio, str) or len(audio) > MAX_AUDIO_B64:
+                return await self.error(f"'audio' must be base64 PCM16 of at most {MAX_AUDIO_B64} characters",
+                                        event_id=eid)
+            try:
+                pcm = base64.b64decode(audio, validate=True)
+            except (binascii.Error, ValueError) as e:
+                return await self.error(f"'audio' is not valid base64: {e}", event_id=eid)
+            if len(pcm) % 2:
+                return await self.error("'audio': PCM16 needs an even number of bytes", event_id=eid)
+            self.hub.push_audio(self.live, pcm)
+            await self._level(pcm16_to_float(pcm))
+        elif kind == "session.update":
+            if not isinstance(event.get("session", {}), dict):
+                return await self.error("'session' must be an object", event_id=eid)
+            await self.send("session.updated", session=self.session_object())
+        elif kind == "conversation.item.create":
+            text = _input_text(event.get("item"))
+            if text is None:
+                return await self.error("only message items with input_text content are supported", event_id=eid)
+            self.live.typed.append(text[:MAX_TEXT])
+            await self.send("conversation.item.created", item={"id": self._id("item"), "type": "message",
+                                                               "role": "user", "status": "completed"})
+        elif kind in ACCEPTED_NOOPS:
+            if kind == "input_audio_buffer.clear":
+                self.live.audio = self.live.audio[:0]
+            if ACCEPTED_NOOPS[kind]:
+                await self.send(ACCEPTED_NOOPS[kind], item_id=self._id("item"))
+        else:
+            await self.error(f"unknown or unsupported event type {kind!r}", "unknown_event", eid)
+
+    async def _level(self, x: np.ndarray) -> None:
+        """speech_started / speech_stopped from the input level, 200 ms at a time."""
+        if not len(x):
+            return
+        loud = 20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64))) + 1e-10) > SPEECH_DBFS
+        self.heard_ms += int(1000 * len(x) / RATE)
+        if loud and not self.user_speaking:
+            self.user_speaking, self.quiet = True, 0
+            await self.send("input_audio_buffer.speech_started", audio_start_ms=self.heard_ms, item_id=self._id("item"))
+        elif not loud and self.user_speaking:
+            self.quiet += 1
+            if self.quiet >= QUIET_TURNS_TO_STOP:
+                self.user_speaking = False
+                await self.send("input_audio_buffer.speech_stopped", audio_end_ms=self.heard_ms, item_id=self._id("item"))
+
+    # ---- out --------------------------------------------------------------------------------
+    async def _pump(self) -> None:
+        while True:
+            msg = await self.live.out.get()
+            try:
+                await self._out(msg)
+            except Exception:  # the socket went away; the receive side closes the session
+                return
+
+    async def _out(self, msg: dict) -> None:
+        kind = msg["type"]
+        if kind == "output.audio.delta":
+            if msg["speaking"] and self.response is None:
+                self.response, self.item = self._id("resp"), self._id("item")
+                await self.send("response.created", response={"id": self.response, "object": "realtime.response",
+                                                              "status": "in_progress", "output": []})
+            if not msg["speaking"] and self.response is not None:
+                await self._finish()
+            if self.response is not None:
+                wav = self.out_rs.resample_chunk(pcm16_to_float(msg["pcm"]))
+                delta = base64.b64encode((np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()).decode()
+                await self.send("response.output_audio.delta", delta=delta, **self._where())
+        elif kind == "output.transcript.delta" and self.response is not None:
+            await self.send("response.output_audio_transcript.delta", delta=msg["text"], **self._where())
+        elif kind == "error":
+            await self.error(msg["message"], msg["code"])
+
+    def _where(self) -> dict:
+        return {"response_id": self.response, "item_id": self.item, "output_index": 0, "content_index": 0}
+
+    async def _finish(self) -> None:
+        await self.send("response.output_audio.done", **self._where())
+        await self.send("response.done", response={"id": self.response, "object": "realtime.response",
+                                                   "status": "completed", "output": []})
+        self.response = self.item = None
+
+
+def _input_text(item) -> str | None:
+    if not isinstance(item, dict) or item.get("type", "message") != "message":
+        return None
+    parts = [c.get("text") for c in item.get("content", []) if isinstance(c, dict) and c.get("type") == "input_text"]
+    text = " ".join(p for p in parts if isinstance(p, str))
+    return text or None
