@@ -211,3 +211,40 @@ def test_openai_sdk_realtime_client_talks_to_the_server(server):
     # an untrained model speaks at random: when it did, the response events are well formed
     if "response.created" in seen:
         assert seen.index("response.created") < seen.index("response.output_audio.delta")
+
+
+def test_sessions_survive_a_storm_of_bad_messages(server):
+    """300 random and mutated messages on each protocol's live socket: errors, then turns as usual."""
+    import random
+
+    addr, hub = server
+    idle(hub)
+    rng = random.Random(0)
+    junk = lambda: rng.choice([
+        "".join(chr(rng.randrange(32, 0x2FF)) for _ in range(rng.randrange(60))),
+        json.dumps({"type": rng.choice(["input.audio", "input.text", "input_audio_buffer.append", "x", 3]),
+                    rng.choice(["audio", "text", "jpeg", "zz"]): rng.choice([None, 5, "%%%", [1], "A" * 7])}),
+        json.dumps(rng.choice([[], 1, "s", None, {"type": None}]))])
+
+    async def storm(path: str, first: str | None):
+        ws = await websockets.connect(f"ws://{addr}{path}", additional_headers={"Authorization": "Bearer secret"})
+        if first:
+            await ws.send(first)
+        for _ in range(300):
+            await ws.send(junk())
+        errors, turns = 0, 0
+        deadline = time.monotonic() + 20
+        while (errors < 300 or turns < 3) and time.monotonic() < deadline:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            errors += msg["type"] == "error"
+            turns += msg["type"] in ("turn.timing", "input_audio_buffer.speech_started")
+            if errors >= 300 and path.endswith("realtime") and turns < 3:
+                await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": pcm(0.2, 24_000)}))
+        await ws.close()
+        return errors, turns
+
+    errors, turns = asyncio.run(storm("/v1/ws", json.dumps({"type": "session.start"})))
+    assert errors >= 300 and turns >= 3
+    idle(hub)
+    errors, heard = asyncio.run(storm("/v1/realtime", None))
+    assert errors >= 300 and heard >= 1
