@@ -248,3 +248,59 @@ def test_sessions_survive_a_storm_of_bad_messages(server):
     idle(hub)
     errors, heard = asyncio.run(storm("/v1/realtime", None))
     assert errors >= 300 and heard >= 1
+
+
+def test_a_thousand_connects_and_disconnects_leak_nothing(server):
+    """Sessions opened and dropped (some mid-turn, some without a goodbye): every KV slot
+    comes back and memory stays flat."""
+    import resource
+
+    addr, hub = server
+    idle(hub)
+    pool = hub.engine.pool
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+    async def cycles(n: int, offset: int):
+        for i in range(n):
+            ws = await websockets.connect(f"ws://{addr}/v1/ws?token=secret")
+            await ws.send(json.dumps({"type": "session.start"}))
+            await ws.recv()
+            if (i + offset) % 3 == 0:
+                await ws.send(json.dumps({"type": "input.audio", "audio": pcm(0.05, 16_000)}))
+            if (i + offset) % 20 == 0:
+                await asyncio.sleep(0.21)  # across a tick: the close lands while a step may be running
+            if (i + offset) % 5 == 0:
+                ws.transport.abort()  # no close frame
+            else:
+                await ws.close()
+            while hub.occupied >= hub.max_sessions:
+                await asyncio.sleep(0.01)
+
+    asyncio.run(cycles(200, 0))
+    idle(hub)
+    before = rss_mb()
+    asyncio.run(cycles(800, 200))
+    idle(hub)
+    assert pool.free == pool.slots
+    assert rss_mb() - before < 25, (before, rss_mb())
+
+
+def test_load_benchmark_reports_its_figures(tmp_path):
+    """benchmarks/load.py against a real `microturn serve` subprocess (small and short here)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "load.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "load.py"
+    p = subprocess.run([sys.executable, str(script), "--sessions", "1,2", "--seconds", "2", "--config", "tiny",
+                        "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["sessions"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["turn_ms_p50"] > 0 and 0 <= r["miss_rate"] <= 1 and r["dropped_messages"] == 0
+    assert "largest N with no missed deadline" in p.stdout

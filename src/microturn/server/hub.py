@@ -142,11 +142,10 @@ class Hub:
             sessions = [s for s in self.live.values() if not s.closed]
             if sessions:
                 t0 = time.perf_counter()
-                inputs = [self._prepare(s) for s in sessions]
+                media = [self._take(s) for s in sessions]
                 self._stepping = True
                 try:
-                    outs = await loop.run_in_executor(self._worker, self.engine.step,
-                                                      [s.conv.session for s in sessions], inputs)
+                    results = await loop.run_in_executor(self._worker, self._turn, sessions, media)
                 finally:
                     self._stepping = False
                     for s in self._closing:
@@ -155,9 +154,9 @@ class Hub:
                 ms = (time.perf_counter() - t0) * 1000
                 missed = time.monotonic() > deadline + period
                 self.metrics.turn(ms, missed, len(sessions))
-                for s, out in zip(sessions, outs.outputs):
+                for s, (out, events, wav) in zip(sessions, results):
                     if not s.closed:
-                        self._deliver(s, out, ms, missed)
+                        self._deliver(s, out, events, wav, ms, missed)
             deadline += period
             if deadline < time.monotonic() - period:  # far behind (a stall): skip, don't burst
                 deadline = time.monotonic() + period
@@ -174,7 +173,8 @@ class Hub:
                                "message": f"sessions last at most {self.max_session_s:g} s; session closed"})
                 self.close(s)
 
-    def _prepare(self, s: Live):
+    def _take(self, s: Live) -> tuple:
+        """This turn's media of a session (on the loop thread, where the input arrives)."""
         n = self.lay.turn_samples
         chunk = np.zeros(n, np.float32)
         take = min(n, len(s.audio))
@@ -182,11 +182,16 @@ class Hub:
         s.audio = s.audio[take:]
         typed, s.typed = s.typed, []
         frame, s.frame = s.frame, None
-        return s.conv.prepare(chunk, frame, typed)
+        return chunk, frame, typed
 
-    def _deliver(self, s: Live, out, ms: float, missed: bool) -> None:
+    def _turn(self, sessions: list[Live], media: list[tuple]) -> list[tuple]:
+        """One batched turn on the engine thread: pack, step, unpack and vocode."""
+        inputs = [s.conv.prepare(chunk, frame, typed) for s, (chunk, frame, typed) in zip(sessions, media)]
+        outs = self.engine.step([s.conv.session for s in sessions], inputs).outputs
+        return [(out, *s.conv.finish(out)) for s, out in zip(sessions, outs)]
+
+    def _deliver(self, s: Live, out, events: list, wav, ms: float, missed: bool) -> None:
         k = s.conv.session.turn - 1
-        events, wav = s.conv.finish(out)
         if wav is not None:
             pcm = (np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
             self._send(s, {"type": "output.audio.delta", "turn": k, "pcm": pcm, "speaking": out.control == SPEAK})
