@@ -9,12 +9,13 @@ TORCH := torch==2.13.0
 
 setup: system $(VENV)/.installed
 
-# espeak-ng speaks the synthetic users; installed here when we can (root with apt).
+# espeak-ng speaks the synthetic users; Chromium runs the browser client's test.
+# Installed here when we can (root with apt).
 system:
-	@command -v espeak-ng >/dev/null 2>&1 || { \
+	@{ command -v espeak-ng && command -v chromium; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq espeak-ng; \
-	  else echo "microturn needs espeak-ng: sudo apt-get install espeak-ng" >&2; exit 1; fi; }
+	    apt-get update -qq && apt-get install -y -qq espeak-ng chromium; \
+	  else echo "microturn needs espeak-ng and chromium: sudo apt-get install espeak-ng chromium" >&2; exit 1; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

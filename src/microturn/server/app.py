@@ -12,12 +12,14 @@ import asyncio
 import base64
 import hmac
 import io
+from pathlib import Path
 from contextlib import asynccontextmanager
 from typing import Callable
 
 import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 
 from ..background.agent import BackgroundAgent, EmbeddedAgent
 from ..engine.engine import Engine
@@ -25,7 +27,8 @@ from . import protocol as P
 from .hub import Hub, Live, ServerFull
 from .realtime import RealtimeSession
 
-MAX_FRAME_BYTES = 1024 * 1024  # any larger WebSocket message is refused before parsing
+MAX_FRAME_BYTES = 1024 * 1024
+STATIC = Path(__file__).parent / "static"  # any larger WebSocket message is refused before parsing
 
 
 def _authorised(ws: WebSocket, token: str | None) -> bool:
@@ -91,6 +94,10 @@ def create_app(engine: Engine, max_sessions: int | None = None, token: str | Non
             if sender is not None:
                 sender.cancel()
 
+    @app.get("/")
+    async def index():
+        return FileResponse(STATIC / "index.html")
+
     @app.websocket("/v1/realtime")
     async def realtime(ws: WebSocket, model: str = "microturn"):
         if not _authorised(ws, token):
@@ -99,6 +106,7 @@ def create_app(engine: Engine, max_sessions: int | None = None, token: str | Non
         await ws.accept()
         await RealtimeSession(ws, hub, model).run()
 
+    app.mount("/", StaticFiles(directory=STATIC), name="client")  # the browser client; no build step
     return app
 
 

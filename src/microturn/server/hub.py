@@ -106,6 +106,7 @@ class Hub:
         if live.resampler is not None:
             x = live.resampler.resample_chunk(x)
         live.last_input = time.monotonic()
+        self.metrics.input_audio_s += len(x) / self.lay.sample_rate
         room = int(MAX_BUFFER_S * self.lay.sample_rate) - len(live.audio)
         if len(x) > room:  # faster than real time: keep the clock's worth, drop the rest
             live.dropped_s += (len(x) - max(room, 0)) / self.lay.sample_rate

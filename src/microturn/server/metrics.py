@@ -13,6 +13,7 @@ class Metrics:
     deadline_misses: int = 0
     refused: int = 0
     dropped_audio_s: float = 0.0
+    input_audio_s: float = 0.0
     dropped_messages: int = 0
     bad_messages: int = 0
     live_sessions: int = 0
@@ -40,6 +41,7 @@ class Metrics:
         for name, value, help_ in (
                 ("deadline_misses_total", self.deadline_misses, "Turns whose compute ran past the next tick."),
                 ("sessions_refused_total", self.refused, "Sessions refused because the server was full."),
+                ("input_audio_seconds_total", round(self.input_audio_s, 3), "Input audio received from clients."),
                 ("dropped_audio_seconds_total", self.dropped_audio_s, "Input audio dropped: sent faster than real time."),
                 ("dropped_messages_total", self.dropped_messages, "Output messages dropped for slow readers."),
                 ("bad_messages_total", self.bad_messages, "Client messages answered with an error.")):

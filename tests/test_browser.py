@@ -1,0 +1,77 @@
+"""The browser client in real headless Chromium (Debian's `chromium`, driven by Playwright):
+espeak-ng speech as the fake microphone, model audio and transcript events back, and
+audio actually played by the page's jitter-buffered player."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import uvicorn
+
+from microturn.config import EngineConfig, ModelConfig
+from microturn.engine.engine import Engine
+from microturn.model.interaction import InteractionModel
+from microturn.server.app import create_app
+from microturn.streams.audio import wav_bytes
+from microturn.world.tts import EspeakTTS, Voice
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture()
+def served():
+    cfg = ModelConfig(n_layers=2, window_turns=4, d_model=128, n_heads=4, n_kv_heads=2, ffn_hidden=256,
+                      flow_width=128, flow_depth=2, hmlp_width=64)
+    app = create_app(Engine(InteractionModel(cfg).eval(), EngineConfig(max_sessions=2)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app.state.hub
+    srv.should_exit = True
+    thread.join(10)
+
+
+def test_browser_talks_to_the_model_through_a_fake_microphone(served, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "Debian's chromium is required (apt-get install chromium); .ci/run installs it"
+    url, hub = served
+    speech = EspeakTTS().speak("Hello there. What is the capital of France? Tell me a story.", Voice("en-us"))
+    wav = tmp_path / "mic.wav"
+    wav.write_bytes(wav_bytes([np.concatenate([speech.audio, np.zeros(8000, np.float32)])], 16_000))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        assert page.title() == "microturn"
+        page.click("#start")
+        page.wait_for_function("window.microturn.events['turn.timing'] >= 20 && window.microturn.played > 0",
+                               timeout=60_000)
+        page.fill("#typed", "hello from the keyboard")
+        page.press("#typed", "Enter")
+        page.wait_for_timeout(600)
+        st = page.evaluate("window.microturn")
+        loud = page.evaluate("document.querySelectorAll('#lane-user span.on').length")
+        page.click("#stop")
+        browser.close()
+    assert not errors, errors
+    assert st["events"]["session.started"] == 1 and st["events"]["output.audio.delta"] >= 20
+    assert st["played"] > 1600  # > 0.1 s of non-silent model audio came out of the speakers
+    assert loud >= 3  # the page heard the espeak-ng speech on its microphone ...
+    assert hub.metrics.input_audio_s >= 3.0  # ... and streamed it to the server
+    words = st["events"].get("output.transcript.delta", 0)
+    assert words == 0 or st["said"].strip()
