@@ -304,3 +304,26 @@ def test_load_benchmark_reports_its_figures(tmp_path):
     for r in rows:
         assert r["turn_ms_p50"] > 0 and 0 <= r["miss_rate"] <= 1 and r["dropped_messages"] == 0
     assert "largest N with no missed deadline" in p.stdout
+
+
+def test_realtime_beta_clients_get_beta_event_names(server):
+    addr, hub = server
+    idle(hub)
+
+    async def go():
+        ws = await websockets.connect(f"ws://{addr}/v1/realtime?model=m", additional_headers={
+            "Authorization": "Bearer secret", "OpenAI-Beta": "realtime=v1"})
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        kinds = set()
+        deadline = time.monotonic() + 10
+        while "response.audio.delta" not in kinds and time.monotonic() < deadline:
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": pcm(0.2, 24_000)}))
+            try:
+                kinds.add(json.loads(await asyncio.wait_for(ws.recv(), 0.3))["type"])
+            except asyncio.TimeoutError:
+                pass
+        await ws.close()
+        return kinds
+
+    kinds = asyncio.run(go())
+    assert "response.audio.delta" in kinds and "response.output_audio.delta" not in kinds

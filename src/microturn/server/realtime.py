@@ -7,6 +7,9 @@ that matters: a response starts when the model decides to speak, not on a commit
 `conversation.item.create` with `input_text` content becomes typed text. Audio is PCM16
 at 24 kHz both ways (resampled to and from the model's 16 kHz with soxr).
 
+Clients of the beta API (header `OpenAI-Beta: realtime=v1`) get the beta names of the
+output events (`response.audio.delta`, ...); client event names are the same in both.
+
 `input_audio_buffer.speech_started` / `speech_stopped` come from the runtime's input level
 (the -40 dBFS rule the background-result delivery uses), not from a separate VAD model.
 """
@@ -30,6 +33,9 @@ from .protocol import MAX_AUDIO_B64, MAX_TEXT
 RATE = 24_000
 SPEECH_DBFS = -40.0
 QUIET_TURNS_TO_STOP = 3
+BETA_NAMES = {"response.output_audio.delta": "response.audio.delta",  # for clients sending OpenAI-Beta: realtime=v1
+              "response.output_audio.done": "response.audio.done",
+              "response.output_audio_transcript.delta": "response.audio_transcript.delta"}
 ACCEPTED_NOOPS = {"input_audio_buffer.commit": "input_audio_buffer.committed",
                   "input_audio_buffer.clear": "input_audio_buffer.cleared",
                   "response.create": None, "response.cancel": None}
@@ -47,11 +53,13 @@ class RealtimeSession:
         self.out_rs = soxr.ResampleStream(hub.lay.sample_rate, RATE, 1, dtype="float32")
         self.user_speaking, self.quiet = False, 0
         self.heard_ms = 0
+        self.beta = "realtime=v1" in ws.headers.get("openai-beta", "")
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_{next(self.ids)}"
 
     async def send(self, type_: str, **fields) -> None:
+        type_ = BETA_NAMES.get(type_, type_) if self.beta else type_
         await self.ws.send_text(json.dumps({"type": type_, "event_id": self._id("event"), **fields}))
 
     async def error(self, message: str, code: str = "invalid_request_error", event_id: str | None = None) -> None:
