@@ -97,9 +97,11 @@ def test_torchrun_two_processes_match_one(tmp_path):
                           "--config", str(config), "--out", str(tmp_path / "two"), "--quiet"],
                          capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert two.returncode == 0, two.stderr[-3000:]
-    for x, y in zip(losses(tmp_path / "one"), losses(tmp_path / "two")):
-        for k in ("control", "text", "audio"):
-            assert abs(x[k] - y[k]) <= 1e-4 * max(1.0, abs(x[k])), (x["step"], k, x[k], y[k])  # stated tolerance
+    pairs = list(zip(losses(tmp_path / "one"), losses(tmp_path / "two")))
+    assert len(pairs) == 6
+    worst = max(abs(x[k] - y[k]) for x, y in pairs for k in ("control", "text", "audio"))
+    print(f"largest per-stream loss difference, 1 vs 2 processes over 6 steps: {worst:.2e}")
+    assert worst <= 1e-4  # the stated tolerance: float reduction order only
 
 
 def test_bad_train_config_names_the_key(tmp_path):
