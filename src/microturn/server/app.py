@@ -104,7 +104,8 @@ def create_app(engine: Engine, max_sessions: int | None = None, token: str | Non
             await ws.close(code=1008, reason="missing or wrong bearer token")
             return
         await ws.accept()
-        await RealtimeSession(ws, hub, model).run()
+        beta = "realtime=v1" in ws.headers.get("openai-beta", "")
+        await RealtimeSession(ws, hub, model, beta=beta).run()
 
     app.mount("/", StaticFiles(directory=STATIC), name="client")  # the browser client; no build step
     return app

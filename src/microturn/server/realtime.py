@@ -44,7 +44,7 @@ ACCEPTED_NOOPS = {"input_audio_buffer.commit": "input_audio_buffer.committed",
 class RealtimeSession:
     """One `/v1/realtime` socket: client events in, Realtime server events out."""
 
-    def __init__(self, ws: WebSocket, hub: Hub, model: str) -> None:
+    def __init__(self, ws: WebSocket, hub: Hub, model: str, beta: bool = False) -> None:
         self.ws, self.hub, self.model = ws, hub, model
         self.live: Live | None = None
         self.ids = itertools.count(1)
@@ -53,7 +53,7 @@ class RealtimeSession:
         self.out_rs = soxr.ResampleStream(hub.lay.sample_rate, RATE, 1, dtype="float32")
         self.user_speaking, self.quiet = False, 0
         self.heard_ms = 0
-        self.beta = "realtime=v1" in ws.headers.get("openai-beta", "")
+        self.beta = beta
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_{next(self.ids)}"
