@@ -75,3 +75,37 @@ def test_browser_talks_to_the_model_through_a_fake_microphone(served, tmp_path):
     assert hub.metrics.input_audio_s >= 3.0  # ... and streamed it to the server
     words = st["events"].get("output.transcript.delta", 0)
     assert words == 0 or st["said"].strip()
+
+
+def test_timeline_page_renders_in_chromium(tmp_path):
+    """The HTML timeline of `microturn bench --timeline` and `microturn demo` as a person sees it:
+    every lane drawn, spans where the speech was, words under them, nothing broken."""
+    from playwright.sync_api import sync_playwright
+
+    from microturn.viz import Lane, write_html
+
+    assert CHROMIUM, "Debian's chromium is required (apt-get install chromium); .ci/run installs it"
+    lanes = [Lane("user", [(0.0, 1.5), (4.0, 5.0)], [(0.0, "what"), (0.6, "is"), (4.0, "stop")]),
+             Lane("microturn", [(1.8, 4.2)], [(1.8, "Paris <b>")]),
+             Lane("vad_harness", [(2.1, 4.1)], [(2.1, "Paris")]),
+             Lane("background", [], [(2.5, "delegation: 2**32")])]
+    page_path = write_html(tmp_path / "t.html", "turn_taking_capital — turn_taking", 6.0, lanes, ["scores: {}"])
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_path.as_uri())
+        rects = page.evaluate("[...document.querySelectorAll('svg rect')].map(r => {"
+                              "const b = r.getBoundingClientRect(); return [b.x, b.width, b.height]; })")
+        labels = page.evaluate("[...document.querySelectorAll('svg text')].map(t => t.textContent)")
+        shot = page.screenshot(full_page=True)
+        browser.close()
+    assert not errors
+    assert len(rects) == 4 and all(w > 0 and h > 0 for _, w, h in rects)
+    (ux, uw, _), _, (mx, mw, _), _ = rects
+    assert ux < mx < ux + uw + mw  # the model's span starts after the user's first one, on the same axis
+    assert abs(uw / 1.5 - mw / 2.4) < 1.0  # one time scale for every lane
+    assert {"user", "microturn", "vad_harness", "background"} <= set(labels)
+    assert any("Paris <b>" in t for t in labels)  # escaped, shown as text
+    assert len(shot) > 5000
