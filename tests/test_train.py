@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from microturn.config import load_config
 from microturn.errors import CheckpointError, ConfigError
@@ -136,3 +137,18 @@ def test_missing_espeak_names_the_package(tmp_path):
     res = subprocess.run([sys.executable, "-m", "microturn.cli", "train", "--config", str(config), "--quiet"],
                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert res.returncode == 2 and "apt-get install espeak-ng" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_init_from_starts_a_run_from_trained_weights(tmp_path):
+    first = tmp_path / "first"
+    Trainer(load_config(write_config(tmp_path, steps=5)), first, progress=False).fit()
+    second = Trainer(load_config(write_config(tmp_path, "b", steps=5, init_from=str(first / "model.safetensors"))),
+                     tmp_path / "second", progress=False)
+    trained = Trainer(load_config(write_config(tmp_path, steps=5)), first, progress=False).model.state_dict()
+    for k, v in second.model.state_dict().items():  # weights and the voice's mel statistics
+        assert torch.equal(v, trained[k]), k
+    assert second.step == 0
+    wide = write_config(tmp_path, "w", model=MODEL.replace("d_model = 64", "d_model = 96"),
+                        init_from=str(first / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="init_from.*d_model"):
+        Trainer(load_config(wide), tmp_path / "third", progress=False)

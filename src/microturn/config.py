@@ -210,6 +210,7 @@ class TrainConfig:
     fast_gemm: bool = True  # plain GEMMs while training (same weights; the engine stays bitwise)
     cache_dir: str = ".cache/microturn"
     data: str = ""  # optional: a directory of real recordings (stereo WAV + alignment JSON)
+    init_from: str = ""  # optional: a model checkpoint (or "default") whose weights a fresh run starts from
 
     def __post_init__(self) -> None:
         if isinstance(self.families, list):

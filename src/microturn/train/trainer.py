@@ -80,7 +80,9 @@ class Trainer:
         self.step = 0
         self.ckpt = self.out / "train_state.safetensors"
         state = self._read_state() if self.ckpt.exists() else None
-        if state is None:
+        if state is None and self.tc.init_from:
+            self._init_from(self.tc.init_from)
+        elif state is None:
             self._fit_norm()
         self._shard()
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
@@ -105,6 +107,16 @@ class Trainer:
                          for it in items])
         if len(mel) > 1:
             self.model.mel_norm.fit(mel)
+
+    def _init_from(self, path: str) -> None:
+        """Start from trained weights (fine-tuning, or a second stage): the optimiser starts fresh."""
+        from ..model.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint
+        path = str(DEFAULT_CHECKPOINT) if path == "default" else path
+        saved, tensors, _ = read_checkpoint(path)
+        if dataclasses.replace(saved, batch_invariant=False) != dataclasses.replace(self.cfg.model, batch_invariant=False):
+            raise CheckpointError(f"train.init_from: '{path}' has another model config ("
+                                  + "; ".join(config_diff(saved, self.cfg.model)) + ")")
+        self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
 
     def _shard(self) -> None:
         if self.world == 1:
