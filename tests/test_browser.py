@@ -5,17 +5,13 @@ audio actually played by the page's jitter-buffered player."""
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 
 import numpy as np
 import pytest
-import uvicorn
+from conftest import serving, tiny_server_model
 
-from microturn.config import EngineConfig, ModelConfig
+from microturn.config import EngineConfig
 from microturn.engine.engine import Engine
-from microturn.model.interaction import InteractionModel
 from microturn.server.app import create_app
 from microturn.streams.audio import wav_bytes
 from microturn.world.tts import EspeakTTS, Voice
@@ -25,20 +21,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture()
 def served():
-    cfg = ModelConfig(n_layers=2, window_turns=4, d_model=128, n_heads=4, n_kv_heads=2, ffn_hidden=256,
-                      flow_width=128, flow_depth=2, hmlp_width=64)
-    app = create_app(Engine(InteractionModel(cfg).eval(), EngineConfig(max_sessions=2)))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", app.state.hub
-    srv.should_exit = True
-    thread.join(10)
+    app = create_app(Engine(tiny_server_model(), EngineConfig(max_sessions=2)))
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}", app.state.hub
 
 
 def test_browser_talks_to_the_model_through_a_fake_microphone(served, tmp_path):

@@ -5,40 +5,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
-import threading
 import time
 import urllib.request
 
 import numpy as np
 import pytest
-import uvicorn
 import websockets
+from conftest import serving, tiny_server_model
 
 from microturn.config import EngineConfig
 from microturn.engine.engine import Engine
-from microturn.model.interaction import InteractionModel
 from microturn.server.app import create_app
 
 
 @pytest.fixture(scope="module")
 def server():
-    from microturn.config import ModelConfig
-    cfg = ModelConfig(n_layers=2, window_turns=4, d_model=128, n_heads=4, n_kv_heads=2, ffn_hidden=256,
-                      flow_width=128, flow_depth=2, hmlp_width=64)
-    app = create_app(Engine(InteractionModel(cfg).eval(), EngineConfig(max_sessions=2)), token="secret",
-                     idle_timeout_s=3.0)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.05)
-    yield f"127.0.0.1:{port}", app.state.hub
-    srv.should_exit = True
-    thread.join(10)
+    app = create_app(Engine(tiny_server_model(), EngineConfig(max_sessions=2)), token="secret", idle_timeout_s=3.0)
+    with serving(app) as port:
+        yield f"127.0.0.1:{port}", app.state.hub
 
 
 # Generous: on a loaded 2-core CI machine a turn can stall for seconds; a healthy run never waits this long.
