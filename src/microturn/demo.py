@@ -100,6 +100,58 @@ def lanes(ep: Episode, result: OfflineResult) -> list[Lane]:
             Lane("background", [], [(e.t, f"{e.kind}: {e.text}") for e in tasks])]
 
 
+def moments(ep: Episode, result: OfflineResult) -> list[dict]:
+    """What a listener hears at each moment of the script, measured from the output timeline
+    (word onsets as heard): the honest answer to "did it answer, stop, wait, speak on time?"."""
+    turns = [(a, b, u.text) for a, b, u in ep.rendered.turns]  # each user utterance, in script order
+    words = [(e.t, e.text) for e in result.model_words]
+    speech = [(e.t, e.end) for e in result.timeline.of("model_speech")]
+
+    def said(a: float, b: float) -> list[tuple[float, str]]:
+        return [(t, w) for t, w in words if a <= t < b]
+
+    def reply(i: int, until: float, prefix: str = "") -> dict:
+        got = said(turns[i][1], until)
+        return {prefix + "heard": " ".join(w for _, w in got),
+                prefix + "latency_s": round(got[0][0] - turns[i][1], 2) if got else None}
+
+    def first(word: str, a: float, b: float) -> float | None:
+        return next((t for t, w in said(a, b) if w.lower().strip(".,!?") == word), None)
+
+    nxt = lambda i: turns[i + 1][0] if i + 1 < len(turns) else ep.scenario.duration
+    cut = turns[4][0]  # "Wait, what about the moon?"
+    talking = [end for start, end in speech if start <= cut < end]
+    now = first("now", turns[6][1], nxt(6))
+    answer = first("378", turns[7][1], nxt(9))
+    apples = [w.t for w in ep.rendered.user_words if "apple" in w.text.lower() and w.t >= turns[10][0]]
+    beeps = [t for t, w in said(turns[10][0], turns[10][1] + 1.5) if w.lower().strip(".,!?") == "beep"]
+    appears = ep.rendered.truth.get("appears", turns[11][1])
+    seen = said(appears, ep.scenario.duration)
+    return [
+        {"moment": "turn-taking", "cue": turns[0][2], **reply(0, nxt(0))},
+        {"moment": "pause", "cue": turns[1][2], "heard_in_pause": " ".join(w for _, w in said(turns[1][1], turns[2][0])),
+         **reply(2, nxt(2), "answer_")},
+        {"moment": "interruption", "cue": turns[4][2], "talking_when_cut": bool(talking),
+         "stop_latency_s": round(talking[0] - cut, 2) if talking else None,
+         **reply(4, nxt(4), "answer_")},
+        {"moment": "not addressed", "cue": turns[5][2], "heard": " ".join(w for _, w in said(turns[5][0], nxt(5)))},
+        {"moment": "TimeSpeak", "cue": turns[6][2], "target_s": 5.0, "now_at_s": round(now - turns[6][1], 2) if now else None},
+        {"moment": "delegation", "cue": turns[7][2], "tasks": len(result.timeline.of("delegation")),
+         "answer_at_s": round(answer - turns[7][1], 2) if answer else None},
+        {"moment": "CueSpeak", "cue": turns[9][2], "apples": len(apples), "beeps": len(beeps),
+         "beeps_within_1_5_s": sum(any(0 <= b - a <= 1.5 for b in beeps) for a in apples)},
+        {"moment": "visual", "cue": turns[11][2], "appears_s": appears, "heard": " ".join(w for _, w in seen),
+         "latency_s": round(seen[0][0] - appears, 2) if seen else None},
+    ]
+
+
+def describe(m: dict) -> str:
+    """One line a person reads after the timeline."""
+    show = lambda v: "-" if v in (None, "") else (repr(v[:40]) if isinstance(v, str) else str(v))
+    fields = ", ".join(f"{k}={show(v)}" for k, v in m.items() if k not in ("moment", "cue"))
+    return f"{m['moment']:<14} {m['cue'][:38]!r:<42} {fields}"
+
+
 def run_demo(model: InteractionModel, out: str | Path, live: bool = True, seed: int = 0,
              temperature: float = 0.7) -> dict:
     """Run the script, write demo.wav, demo_timeline.png, demo_timeline.html; return a summary."""
@@ -124,6 +176,10 @@ def run_demo(model: InteractionModel, out: str | Path, live: bool = True, seed: 
                "model_words": len(result.model_words),
                "model_speech_s": round(sum(e.end - e.t for e in result.timeline.of("model_speech")), 1),
                "delegations": len(result.timeline.of("delegation")),
+               "moments": moments(ep, result),
                "files": [str(out / n) for n in ("demo.wav", "demo_timeline.png", "demo_timeline.html")]}
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
+    print("\nWhat a listener hears (times from the end of each cue):", file=view.stream)
+    for m in summary["moments"]:
+        print("  " + describe(m), file=view.stream)
     return summary
