@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -5,8 +7,8 @@ import torch
 from conftest import tone
 from microturn.config import TurnLayout
 from microturn.errors import InputError
-from microturn.streams.audio import (AudioFrontend, DMelCodec, GriffinLim, StreamingLogMel, StreamingVocoder,
-                                     pcm16_to_float, read_wav, resample, wav_bytes)
+from microturn.streams.audio import (LOG_FLOOR, LOG_MEL_CEIL, AudioFrontend, DMelCodec, GriffinLim, MelNorm,
+                                     StreamingLogMel, StreamingVocoder, pcm16_to_float, read_wav, resample, wav_bytes)
 
 LAY = TurnLayout()
 
@@ -85,3 +87,16 @@ def test_pcm_and_wav_errors(tmp_path):
 def test_log_mel_rejects_bad_shapes():
     with pytest.raises(InputError, match="multiple of hop"):
         AudioFrontend(LAY).log_mel(np.zeros(301, np.float32))
+
+
+def test_drawn_frames_are_held_to_what_a_log_mel_can_be():
+    lay = LAY
+    norm = MelNorm(lay.mel_channels)
+    norm.fit(AudioFrontend(lay).log_mel(torch.tensor(tone(2.0))))
+    sine = torch.sin(2 * torch.pi * 300 * torch.arange(16_000) / 16_000)  # full scale
+    real = norm.normalize(AudioFrontend(lay).log_mel(sine)).reshape(-1, lay.frames_per_token * lay.mel_channels)
+    assert torch.equal(norm.bound(real), real)  # anything a signal in [-1, 1] makes passes untouched
+    wild = torch.tensor([-1e6, 1e6]).repeat_interleave(lay.mel_channels)[None]  # one frame too quiet, one too loud
+    quiet, loud = norm.denormalize(norm.bound(wild).reshape(2, lay.mel_channels))
+    assert torch.allclose(quiet, torch.full_like(quiet, math.log10(LOG_FLOOR)), atol=1e-4)
+    assert torch.allclose(loud, torch.full_like(loud, LOG_MEL_CEIL), atol=1e-4)

@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import pickle
 
 import pytest
@@ -20,6 +21,9 @@ def test_round_trip_gives_identical_outputs(small_model, tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded.hidden(batch), small_model.hidden(batch))
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's 0600
 
 
 def test_other_config_is_refused_and_nothing_overwritten(small_model, tmp_path):

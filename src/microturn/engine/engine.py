@@ -178,7 +178,7 @@ class Engine:
         for steps, rows in groups.items():
             x0 = torch.stack([torch.randn(out.shape[1], generator=sessions[b].rng) * sessions[b].sampler.flow_noise
                               for b in rows])
-            out[rows] = self.model.flow.sample(cond[rows], steps, x0)
+            out[rows] = self.model.mel_norm.bound(self.model.flow.sample(cond[rows], steps, x0))
         for b, f in enumerate(forced):
             if f is not None:
                 out[b] = f

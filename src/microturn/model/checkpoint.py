@@ -30,10 +30,20 @@ def save_model(model: InteractionModel, path: str | Path, extra: dict[str, str] 
     tensors = {k: (v.half() if half and k in params else v).detach().contiguous().cpu()
                for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "config": model.cfg.to_json(), **(extra or {})}
+    atomic_save(tensors, path, meta)
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: str | Path, meta: dict[str, str]) -> None:
+    """Write a safetensors file so that `path` is either the old file or the whole new one,
+    never half of it (a crash mid-write leaves only a stray .tmp beside it)."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=meta)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -88,7 +98,7 @@ def load_model(path: str | Path, expect: ModelConfig | None = None) -> Interacti
 
 
 def load_default() -> InteractionModel:
-    """The shipped default model (trained on the synthetic world; see configs/default.toml)."""
+    """The shipped default model (trained on the synthetic world; see configs/default.toml and default_stage2.toml)."""
     if not DEFAULT_CHECKPOINT.is_file():
         raise CheckpointError(f"the default model is missing ({DEFAULT_CHECKPOINT}); reinstall microturn "
                               "or pass --checkpoint")

@@ -24,6 +24,7 @@ N_FFT = 1024
 WIN = 800  # 50 ms at 16 kHz
 FMIN, FMAX = 80.0, 7600.0
 LOG_FLOOR = 1e-10
+LOG_MEL_CEIL = 1.5  # no signal within ±1 reaches it: full-scale square and sine waves peak near 1.0
 SUPPORTED_RATES = (8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
 
 
@@ -135,6 +136,15 @@ class MelNorm(torch.nn.Module):
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.std + self.mean
+
+    def bound(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised frames [..., k * channels] held to what a log10-mel can be: no quieter
+        than the floor, no louder than full scale. Drawn frames feed back into the model, so
+        one out-of-range draw would otherwise lead the next further out, turn after turn."""
+        lo = (math.log10(LOG_FLOOR) - self.mean) / self.std
+        hi = (LOG_MEL_CEIL - self.mean) / self.std
+        per_channel = z.reshape(*z.shape[:-1], -1, self.mean.numel())
+        return torch.maximum(torch.minimum(per_channel, hi), lo).reshape(z.shape)
 
 
 class GriffinLim:

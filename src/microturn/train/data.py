@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from ..config import TrainConfig, TurnLayout
 from ..errors import ConfigError, InputError
+from ..model.checkpoint import atomic_save
 from ..streams.audio import DMelCodec, MelNorm, read_wav
 from ..streams.timeline import Timeline, timeline_to_turns
 from ..streams.turns import Event, TurnBatch
@@ -80,17 +79,6 @@ def collate(items: list[dict[str, torch.Tensor]], layout: TurnLayout, norm: MelN
         audio_out=mel * speak[..., None, None])
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 @dataclass
 class WorldData:
     """Episodes 0..n-1 of a split, families interleaved, rendered once and cached."""
@@ -122,7 +110,7 @@ class WorldData:
         ep = generate(family, j, self.split, self.cfg.episode_seconds, self._tts)
         tensors = timeline_tensors(ep.timeline, self.layout, self.codec)
         self.dir.mkdir(parents=True, exist_ok=True)
-        _atomic_save(tensors, self.path(i), {"family": family, "id": ep.scenario.id})
+        atomic_save(tensors, self.path(i), {"family": family, "id": ep.scenario.id})
         return tensors
 
     def ensure(self, indices, progress: bool = True) -> None:

@@ -30,10 +30,10 @@ from tqdm import tqdm
 
 from ..config import Config
 from ..errors import CheckpointError
-from ..model.checkpoint import config_diff, save_model
+from ..model.checkpoint import atomic_save, config_diff, save_model
 from ..model.interaction import InteractionModel
 from ..streams.turns import TurnBatch
-from .data import RecordingData, WorldData, _atomic_save, collate
+from .data import RecordingData, WorldData, collate
 
 STREAMS = ("control", "text", "audio")
 TRAIN_FORMAT = "microturn-train-state/1"
@@ -144,7 +144,7 @@ class Trainer:
                     tensors[f"optim/{name}/{key}"] = v if torch.is_tensor(v) else torch.tensor(v)
             meta = {"format": TRAIN_FORMAT, "step": str(self.step), "config": self.cfg.model.to_json(),
                     "param_groups": json.dumps(optim_sd["param_groups"])}
-            _atomic_save(tensors, self.ckpt, meta)
+            atomic_save(tensors, self.ckpt, meta)
             model = InteractionModel(self.cfg.model)
             model.load_state_dict(model_sd)
             save_model(model, self.out / "model.safetensors", {"step": str(self.step)})
