@@ -69,6 +69,7 @@ def test_moments_report_what_a_listener_hears():
     assert got["delegation"] == {**got["delegation"], "tasks": 1, "answer_at_s": 3.0}
     assert got["CueSpeak"] == {**got["CueSpeak"], "apples": 2, "beeps": 1, "beeps_within_1_5_s": 1}
     assert got["visual"]["latency_s"] == 0.8 and got["visual"]["heard"] == "there"
+    assert not got["visual"]["talking_when_it_appeared"]
     assert "stop_latency_s=0.35" in describe(got["interruption"])
 
 

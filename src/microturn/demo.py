@@ -140,7 +140,8 @@ def moments(ep: Episode, result: OfflineResult) -> list[dict]:
          "answer_at_s": round(answer - turns[7][1], 2) if answer else None},
         {"moment": "CueSpeak", "cue": turns[9][2], "apples": len(apples), "beeps": len(beeps),
          "beeps_within_1_5_s": sum(any(0 <= b - a <= 1.5 for b in beeps) for a in apples)},
-        {"moment": "visual", "cue": turns[11][2], "appears_s": appears, "heard": " ".join(w for _, w in seen),
+        {"moment": "visual", "cue": turns[11][2], "appears_s": appears,
+         "talking_when_it_appeared": any(a <= appears < b for a, b in speech), "heard": " ".join(w for _, w in seen),
          "latency_s": round(seen[0][0] - appears, 2) if seen else None},
     ]
 
