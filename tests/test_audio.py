@@ -63,6 +63,20 @@ def test_griffin_lim_round_trip_bound():
     assert _energetic_error(fe, dq[:-8], aligned) < 0.35
 
 
+
+def test_streaming_vocoder_skips_silence_it_could_not_have_made_audible():
+    fe = AudioFrontend(LAY)
+    gl = GriffinLim(fe)
+    floor = torch.full((16, LAY.mel_channels), math.log10(LOG_FLOOR))
+    assert np.abs(gl.synthesize(floor)).max() < 0.5 / 32768  # what the shortcut stands in for: below a PCM16 step
+    voc = StreamingVocoder(gl)
+    assert not voc.push(floor).any() and not voc.push(floor).any()
+    assert np.abs(voc.push(fe.log_mel(tone(0.2)))).max() > 0.01  # speech after silence is vocoded
+    tail = voc.push(floor)  # the context still holds speech: its last blocks drain through Griffin-Lim
+    assert np.abs(tail[:gl.hop]).max() > 1e-3
+    assert not voc.push(floor).any()  # speech has left the context: silence again
+
+
 def test_resample_and_rates():
     x = tone(0.5, rate=48_000)
     y = resample(x, 48_000, 16_000)

@@ -24,6 +24,7 @@ N_FFT = 1024
 WIN = 800  # 50 ms at 16 kHz
 FMIN, FMAX = 80.0, 7600.0
 LOG_FLOOR = 1e-10
+SILENT_LOG_MEL = math.log10(LOG_FLOOR) + 1e-3  # a frame at the floor: the model is silent
 LOG_MEL_CEIL = 1.5  # no signal within ±1 reaches it: full-scale square and sine waves peak near 1.0
 SUPPORTED_RATES = (8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
 
@@ -223,6 +224,12 @@ class StreamingVocoder:
         new = log_mel.shape[0]
         ctx = self.mel[-self.CONTEXT:]
         frames = torch.cat([ctx, log_mel])
+        if bool((frames <= SILENT_LOG_MEL).all()):
+            # Silence all through the context: Griffin-Lim would return ~1e-6, below one PCM16
+            # step, at the cost of a speaking turn. Most turns of a listening model are these.
+            self.mel = frames
+            self.phase = torch.zeros(frames.shape[0], N_FFT // 2 + 1)
+            return np.zeros(new * self.gl.hop, dtype=np.float32)
         mag = self.gl.magnitudes(frames)
         phase = None
         if self.phase is not None:
