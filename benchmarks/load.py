@@ -69,6 +69,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--config", help="named config or TOML (random weights); default: the shipped default model")
     p.add_argument("--checkpoint")
+    p.add_argument("--threads", type=int, help="the server's torch threads (default: serve's, half the cores)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
     counts = [int(n) for n in args.sessions.split(",")]
@@ -78,6 +79,7 @@ def main() -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "microturn.cli", "serve", "--port", str(port), "--max-sessions", str(max(counts))]
+    cmd += (["--threads", str(args.threads)] if args.threads else [])
     cmd += (["--config", args.config] if args.config else []) + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
     server = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=dict(os.environ))
     base = f"http://127.0.0.1:{port}"
@@ -90,6 +92,11 @@ def main() -> int:
                 time.sleep(0.1)
         rows = []
         for n in counts:
+            for _ in range(200):  # the last round's sessions close asynchronously: start on an empty server
+                health = json.loads(urllib.request.urlopen(f"{base}/healthz").read())
+                if health["free_slots"] == health["max_sessions"]:
+                    break
+                time.sleep(0.05)
             timings: list[float] = []
             missed: list[bool] = []
             drops0 = metric(base, "dropped_audio_seconds_total"), metric(base, "dropped_messages_total")

@@ -119,7 +119,7 @@ def test_full_server_refuses_and_bad_token_is_closed(server):
     refused = asyncio.run(go())
     assert refused["type"] == "error" and refused["code"] == "server_full"
     health = json.loads(urllib.request.urlopen(f"http://{addr}/healthz").read())
-    assert health["status"] == "ok"
+    assert health["status"] == "ok" and 0 <= health["free_slots"] <= health["max_sessions"] == 2
     metrics = urllib.request.urlopen(f"http://{addr}/metrics").read().decode()
     assert f"microturn_sessions_refused_total {refused_before + 1}" in metrics and "microturn_turn_compute_ms_bucket" in metrics
 

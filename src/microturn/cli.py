@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -61,6 +62,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .engine.engine import Engine
     from .server.app import create_app
 
+    # The engine thread shares the machine with the event loop's sockets and JSON: leaving it
+    # half the cores measured 4 sessions with no missed turn on 2 cores, against 1 with both.
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) // 2))
     cfg, model = _config_and_model(args)
     engine_cfg = dataclasses.replace(cfg.engine, max_sessions=args.max_sessions or cfg.engine.max_sessions)
     app = create_app(Engine(model, engine_cfg), token=args.token, idle_timeout_s=args.idle_timeout,
@@ -250,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="a named config or TOML file: random weights unless --checkpoint")
     serve.add_argument("--checkpoint", help="model checkpoint (default: the shipped default model)")
     serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--threads", type=int, help="torch CPU threads of the engine (default: half the cores)")
     serve.set_defaults(func=_cmd_serve)
     export = sub.add_parser("export", help="copy a model checkpoint, optionally as float16 (how the default ships)")
     export.add_argument("checkpoint")

@@ -66,7 +66,8 @@ def create_app(engine: Engine, max_sessions: int | None = None, token: str | Non
 
     @app.get("/healthz")
     async def healthz():
-        return JSONResponse({"status": "ok", "live_sessions": len(hub.live), "max_sessions": hub.max_sessions})
+        return JSONResponse({"status": "ok", "live_sessions": len(hub.live), "max_sessions": hub.max_sessions,
+                             "free_slots": hub.max_sessions - hub.occupied})
 
     @app.get("/metrics")
     async def metrics():
