@@ -51,7 +51,8 @@ def test_moments_report_what_a_listener_hears():
     apples = [w.t for w in ep.rendered.user_words if w.text.lower().startswith("apple") and w.t >= turns[10][0]]
     appears = ep.rendered.truth["appears"]
     said = [(turns[0][1] + 0.4, "Paris."),                      # answers 0.4 s after the question
-            (turns[1][1] + 0.5, "um"),                          # talks into the pause
+            (turns[1][1] - 0.2, "Bingo!"),                      # over the user's last word,
+            (turns[1][1] + 0.5, "um"),                          # and into the pause
             (turns[3][1] + 0.3, "Once"), (turns[3][1] + 0.6, "upon"),
             (turns[6][1] + 5.2, "now."),                        # 0.2 s late
             (turns[7][1] + 3.0, "378."),
@@ -62,7 +63,7 @@ def test_moments_report_what_a_listener_hears():
     events += [Event(turns[7][1] + 0.2, "delegation", "27*14")]
     got = {m["moment"]: m for m in moments(ep, OfflineResult(Timeline(DURATION_S, events), [], b""))}
     assert got["turn-taking"]["heard"] == "Paris." and got["turn-taking"]["latency_s"] == 0.4
-    assert got["pause"]["heard_in_pause"] == "um" and got["pause"]["answer_heard"] == ""
+    assert got["pause"]["heard_before_user_resumed"] == "Bingo! um" and got["pause"]["answer_heard"] == ""
     assert got["interruption"]["talking_when_cut"] and got["interruption"]["stop_latency_s"] == 0.35
     assert got["not addressed"]["heard"] == ""
     assert got["TimeSpeak"]["now_at_s"] == 5.2

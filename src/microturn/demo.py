@@ -129,7 +129,7 @@ def moments(ep: Episode, result: OfflineResult) -> list[dict]:
     seen = said(appears, ep.scenario.duration)
     return [
         {"moment": "turn-taking", "cue": turns[0][2], **reply(0, nxt(0))},
-        {"moment": "pause", "cue": turns[1][2], "heard_in_pause": " ".join(w for _, w in said(turns[1][1], turns[2][0])),
+        {"moment": "pause", "cue": turns[1][2], "heard_before_user_resumed": " ".join(w for _, w in said(turns[1][0], turns[2][0])),
          **reply(2, nxt(2), "answer_")},
         {"moment": "interruption", "cue": turns[4][2], "talking_when_cut": bool(talking),
          "stop_latency_s": round(talking[0] - cut, 2) if talking else None,
