@@ -129,13 +129,15 @@ def moments(ep: Episode, result: OfflineResult) -> list[dict]:
     seen = said(appears, ep.scenario.duration)
     return [
         {"moment": "turn-taking", "cue": turns[0][2], **reply(0, nxt(0))},
-        {"moment": "pause", "cue": turns[1][2], "heard_before_user_resumed": " ".join(w for _, w in said(turns[1][0], turns[2][0])),
+        {"moment": "pause", "cue": turns[1][2],
+         "heard_before_user_resumed": " ".join(w for _, w in said(turns[1][0], turns[2][0])),
          **reply(2, nxt(2), "answer_")},
         {"moment": "interruption", "cue": turns[4][2], "talking_when_cut": bool(talking),
          "stop_latency_s": round(talking[0] - cut, 2) if talking else None,
          **reply(4, nxt(4), "answer_")},
         {"moment": "not addressed", "cue": turns[5][2], "heard": " ".join(w for _, w in said(turns[5][0], nxt(5)))},
-        {"moment": "TimeSpeak", "cue": turns[6][2], "target_s": 5.0, "now_at_s": round(now - turns[6][1], 2) if now else None},
+        {"moment": "TimeSpeak", "cue": turns[6][2], "target_s": 5.0,
+         "now_at_s": round(now - turns[6][1], 2) if now else None},
         {"moment": "delegation", "cue": turns[7][2], "tasks": len(result.timeline.of("delegation")),
          "answer_at_s": round(answer - turns[7][1], 2) if answer else None},
         {"moment": "CueSpeak", "cue": turns[9][2], "apples": len(apples), "beeps": len(beeps),

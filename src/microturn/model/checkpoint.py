@@ -17,6 +17,8 @@ from .interaction import InteractionModel
 
 FORMAT = "microturn-checkpoint/1"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.safetensors"
+_UMASK = os.umask(0)  # read once, at import: setting it back and forth later would race other threads
+os.umask(_UMASK)
 
 
 def save_model(model: InteractionModel, path: str | Path, extra: dict[str, str] | None = None,
@@ -41,9 +43,7 @@ def atomic_save(tensors: dict[str, torch.Tensor], path: str | Path, meta: dict[s
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
