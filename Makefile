@@ -9,13 +9,16 @@ TORCH := torch==2.13.0
 
 setup: system $(VENV)/.installed
 
-# espeak-ng speaks the synthetic users; Chromium runs the browser client's test.
+# espeak-ng, flite and festival (with its English voices) speak the synthetic users;
+# Chromium runs the browser client's test; HAProxy fronts replicas in deploy/.
 # Installed here when we can (root with apt).
+APT := espeak-ng chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts haproxy
 system:
-	@{ command -v espeak-ng && command -v chromium; } >/dev/null 2>&1 || { \
+	@{ for c in espeak-ng chromium flite festival haproxy; do command -v $$c || exit 1; done; \
+	   test -d /usr/share/festival/voices/english/cmu_us_slt_arctic_hts; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && apt-get install -y -qq espeak-ng chromium; \
-	  else echo "microturn needs espeak-ng and chromium: sudo apt-get install espeak-ng chromium" >&2; exit 1; fi; }
+	    apt-get update -qq && apt-get install -y -qq $(APT); \
+	  else echo "microturn needs: sudo apt-get install $(APT)" >&2; exit 1; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
