@@ -15,7 +15,7 @@ setup: system $(VENV)/.installed
 APT := espeak-ng chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts haproxy
 system:
 	@{ for c in espeak-ng chromium flite festival haproxy; do command -v $$c || exit 1; done; \
-	   test -d /usr/share/festival/voices/english/cmu_us_slt_arctic_hts; } >/dev/null 2>&1 || { \
+	   test -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && apt-get install -y -qq $(APT); \
 	  else echo "microturn needs: sudo apt-get install $(APT)" >&2; exit 1; fi; }
