@@ -136,6 +136,7 @@ class ModelConfig:
     flow_steps: int = 8  # Euler steps at inference
     hmlp_width: int = 256
     batch_invariant: bool = True  # fixed-tile GEMMs: bitwise train == infer on CPU
+    transcript_head: bool = True  # the listening transcript: a byte per audio-in slot
 
     def __post_init__(self) -> None:
         if isinstance(self.layout, dict):  # built from TOML / JSON
@@ -170,7 +171,9 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
-        return _build(cls, json.loads(text), "model")
+        data = json.loads(text)
+        data.setdefault("transcript_head", False)  # stored before the head existed: it has none
+        return _build(cls, data, "model")
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,10 @@ class TrainConfig:
     cache_dir: str = ".cache/microturn"
     data: str = ""  # optional: a directory of real recordings (stereo WAV + alignment JSON)
     init_from: str = ""  # optional: a model checkpoint (or "default") whose weights a fresh run starts from
+    dtype: str = "bf16"  # autocast for the forward pass (fp32 master weights): "bf16" or "fp32"
+    pad_weight: float = 1.0  # text/transcript PAD slots' share of their loss (see model.interaction)
+    loss_weights: dict = field(default_factory=dict)  # stream -> weight in the total (default 1)
+    family_weights: dict = field(default_factory=dict)  # family -> relative share of episodes
 
     def __post_init__(self) -> None:
         if isinstance(self.families, list):
@@ -218,7 +225,12 @@ class TrainConfig:
         checks = [(self.steps >= 1, "steps"), (self.batch_size >= 1, "batch_size"), (self.lr > 0, "lr"),
                   (0 <= self.min_lr_ratio <= 1, "min_lr_ratio"), (self.warmup_steps >= 0, "warmup_steps"),
                   (self.episodes >= 1, "episodes"), (self.episode_seconds >= 2, "episode_seconds"),
-                  (self.checkpoint_every >= 1, "checkpoint_every"), (self.eval_every >= 1, "eval_every")]
+                  (self.checkpoint_every >= 1, "checkpoint_every"), (self.eval_every >= 1, "eval_every"),
+                  (self.dtype in ("bf16", "fp32"), "dtype"), (0 <= self.pad_weight <= 1, "pad_weight"),
+                  (all(isinstance(v, (int, float)) and v >= 0 for v in self.loss_weights.values()),
+                   "loss_weights"),
+                  (all(isinstance(v, (int, float)) and v > 0 for v in self.family_weights.values()),
+                   "family_weights")]
         for ok, key in checks:
             if not ok:
                 raise ConfigError(f"train.{key}={getattr(self, key)!r}: out of range")

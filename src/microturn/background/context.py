@@ -3,6 +3,10 @@
 Not a bare query: the whole transcript so far (user words where known, typed text, the
 model's words, earlier delegations and their results, each with its time), the current
 time, and the request itself.
+
+In a live session nobody knows the user's words but the model: its listening transcript
+("heard_word" events) stands in for them. Where the words are known exactly (a recording
+with an alignment) those are used and the transcript is left out, so no word is doubled.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ class ContextPackage:
 
     @staticmethod
     def from_events(task_id: str, request: str, now: float, events: list[Event]) -> "ContextPackage":
-        rows = [{"t": round(e.t, 3), "kind": e.kind, "text": e.text} for e in sorted(events, key=lambda e: e.t)
-                if e.kind in TRANSCRIPT_KINDS and e.t <= now]
+        known = any(e.kind == "user_word" for e in events)
+        rows = [{"t": round(e.t, 3), "kind": "user_word" if e.kind == "heard_word" else e.kind, "text": e.text}
+                for e in sorted(events, key=lambda e: e.t)
+                if (e.kind in TRANSCRIPT_KINDS or (e.kind == "heard_word" and not known)) and e.t <= now]
         return ContextPackage(task_id, request, round(now, 3), _merge_words(rows))
 
     def to_json(self) -> str:

@@ -104,7 +104,11 @@ class Engine:
             pos = torch.cat([(base - tpt + a0)[:, None] + torch.arange(n_audio), pos], dim=1)
             late = torch.tensor([[s.deferred is not None] * n_audio for s in sessions])
             valid = torch.cat([late, valid], dim=1)
-        h = self._append(x, self._prefill_rows(sessions, pos, valid))[:, -1]
+        h_in = self._append(x, self._prefill_rows(sessions, pos, valid))
+        a_in = h_in.shape[1] - n_in + lay.offset("audio_in")
+        heard_logits = m.transcript(h_in[:, a_in:a_in + n_audio])
+        heard = None if heard_logits is None else heard_logits.argmax(-1)  # greedy: a transcript
+        h = h_in[:, -1]
         time = m.embed.time(turn)
         plan = self.pool.plan([s.slot for s in sessions], turn)
 
@@ -143,10 +147,11 @@ class Engine:
             s.last_frame = frames[b, -1]
             s.turn += 1
             outputs.append(TurnOutput(control=int(control[b]), text=[int(t[b]) for t in text],
-                                      audio=frames[b].clone() if speak[b] else None))
+                                      audio=frames[b].clone() if speak[b] else None,
+                                      heard=None if heard is None else heard[b].tolist()))
         preds = None
         if predictions:
-            preds = Predictions(ctrl_logits, torch.stack(text_logits, 1), torch.stack(conds, 1))
+            preds = Predictions(ctrl_logits, torch.stack(text_logits, 1), torch.stack(conds, 1), heard_logits)
         return StepResult(outputs, preds)
 
     def _stack_inputs(self, inputs: list[TurnInput]) -> tuple[torch.Tensor, ...]:

@@ -43,6 +43,7 @@ class ParityReport:
     text: float
     audio_cond: float
     compared: int  # turns compared
+    transcript: float = 0.0  # the listening transcript's logits (0 when the model has no head)
 
     @property
     def bitwise(self) -> bool:
@@ -58,7 +59,7 @@ def measure_parity(model: InteractionModel, starts: list[int], turns: int, seed:
     ref = model.predict(model.hidden(batch), batch)
     engine = Engine(model, EngineConfig(max_sessions=len(starts)))
     sessions = [engine.open(vocoder=False) for _ in starts]
-    worst = {"control": 0.0, "text": 0.0, "audio_cond": 0.0}
+    worst = {"control": 0.0, "text": 0.0, "audio_cond": 0.0, "transcript": 0.0}
     compared = 0
     for step in range(turns + max(starts)):
         live = [b for b, s0 in enumerate(starts) if 0 <= step - s0 < turns]
@@ -74,5 +75,9 @@ def measure_parity(model: InteractionModel, starts: list[int], turns: int, seed:
                                     ("text", p.text_logits[j], ref.text_logits[b, t]),
                                     ("audio_cond", p.audio_cond[j], ref.audio_cond[b, t])):
                 worst[name] = max(worst[name], (got - want).abs().max().item())
+            if ref.transcript_logits is not None:
+                got, want = p.transcript_logits[j], ref.transcript_logits[b, t]
+                worst["transcript"] = max(worst["transcript"], (got - want).abs().max().item())
             compared += 1
-    return ParityReport(max(worst.values()), worst["control"], worst["text"], worst["audio_cond"], compared)
+    return ParityReport(max(worst.values()), worst["control"], worst["text"], worst["audio_cond"], compared,
+                        worst["transcript"])

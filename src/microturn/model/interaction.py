@@ -11,6 +11,14 @@ text slot. Its state then conditions the flow head for all of the turn's audio s
 which chain inside the head: slot i's condition adds the frame of slot i-1 (the previous
 turn's last frame for slot 0) and a slot embedding. The audio slots are still trunk
 inputs, so the model hears its own voice from the next turn on (see docs/design.md).
+
+The listening transcript is read off the IN side: each audio-in slot's state predicts one
+byte of what the user has said so far (`transcript_head`), so the words heard in turn k
+cost no extra trunk appends and are written as they are heard (docs/design.md).
+
+Text-like targets are mostly PAD ("nothing now"). Their losses average the real tokens and
+the PADs separately and add the PAD part at `pad_weight`, so the few tokens that carry the
+words are not drowned by the many that say nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from torch import nn
 
 from ..config import CONTROL_TOKENS, ModelConfig
 from ..streams.audio import DMelCodec, MelNorm
+from ..streams.text import ByteTokenizer
 from ..streams.turns import TurnBatch
 from .fusion import TurnEmbedder
 from .heads import FlowHead
@@ -31,6 +40,7 @@ from .moe import MoEFeedForward
 from .trunk import Trunk
 
 MOE_AUX_WEIGHT = 0.01
+PAD = ByteTokenizer.PAD
 
 
 @dataclass
@@ -38,6 +48,7 @@ class Predictions:
     control_logits: torch.Tensor  # [B, L, controls]
     text_logits: torch.Tensor  # [B, L, text_out_slots, vocab]
     audio_cond: torch.Tensor  # [B, L, audio_slots, d_model]: flow-head conditions
+    transcript_logits: torch.Tensor | None = None  # [B, L, audio_slots, vocab]
 
 
 class InteractionModel(nn.Module):
@@ -52,6 +63,7 @@ class InteractionModel(nn.Module):
         self.flow = FlowHead(lay.audio_token_dim, d, cfg.flow_width, cfg.flow_depth)
         self.prev_frame = InvariantLinear(lay.audio_token_dim, d, invariant=inv)
         self.audio_slot = nn.Parameter(torch.randn(lay.audio_slots, d) * 0.02)
+        self.transcript_head = InvariantLinear(d, cfg.vocab_size, invariant=inv) if cfg.transcript_head else None
         self.codec = DMelCodec(lay.dmel_levels)
         self.mel_norm = MelNorm(lay.mel_channels)
         self._init_weights()
@@ -61,8 +73,9 @@ class InteractionModel(nn.Module):
             if p.dim() == 2:
                 std = 0.02 / (2 * self.cfg.n_layers) ** 0.5 if name.endswith(("out.weight", "down.weight")) else 0.02
                 nn.init.normal_(p, std=std)
-        for head in (self.control_head, self.text_head):
-            nn.init.normal_(head.weight, std=0.02)
+        for head in (self.control_head, self.text_head, self.transcript_head):
+            if head is not None:
+                nn.init.normal_(head.weight, std=0.02)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -99,18 +112,28 @@ class InteractionModel(nn.Module):
         return Predictions(
             control_logits=self.control_head(h[..., n_in - 1, :]),
             text_logits=self.text_head(h[..., n_in:n_in + n_text, :]),
-            audio_cond=self.flow_condition(h[..., n_in + n_text, :], self.previous_frames(batch)))
+            audio_cond=self.flow_condition(h[..., n_in + n_text, :], self.previous_frames(batch)),
+            transcript_logits=self.transcript(h[..., lay.offset("audio_in"):, :][..., :lay.audio_slots, :]))
+
+    def transcript(self, h_audio_in: torch.Tensor) -> torch.Tensor | None:
+        """[..., audio_slots, d] states of the audio-in slots -> transcript logits (or None)."""
+        return None if self.transcript_head is None else self.transcript_head(h_audio_in)
 
     def forward(self, batch: TurnBatch, noise: tuple[torch.Tensor, torch.Tensor] | None = None,
-                audio_count: float | None = None) -> dict[str, torch.Tensor]:
+                audio_count: float | None = None, pad_weight: float = 1.0,
+                weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
         """Losses per stream. `noise` = (t [B, L, A, draws], eps [B, L, A, draws, D]) fixes the
         flow head's draws; `audio_count` is the speaking-slot count the audio loss averages
-        over (default: this batch's), so shards of one batch add up to the whole."""
+        over (default: this batch's), so shards of one batch add up to the whole. `weights`
+        scale each stream's share of the total (1 when absent)."""
         pred = self.predict(self.hidden(batch), batch)
         losses = {
-            "control": F.cross_entropy(pred.control_logits.flatten(0, -2), batch.control.flatten()),
-            "text": F.cross_entropy(pred.text_logits.flatten(0, -2), batch.text_out.flatten()),
+            "control": F.cross_entropy(pred.control_logits.flatten(0, -2).float(), batch.control.flatten()),
+            "text": token_loss(pred.text_logits, batch.text_out, pad_weight),
         }
+        if pred.transcript_logits is not None and batch.heard is not None:
+            heard = batch.heard.masked_fill(~batch.audio_in_mask[..., None], -100)
+            losses["transcript"] = token_loss(pred.transcript_logits, heard, pad_weight)
         speak = batch.audio_out_mask
         if speak.any():
             cond = pred.audio_cond[speak].flatten(0, -2)
@@ -121,10 +144,24 @@ class InteractionModel(nn.Module):
             cond = pred.audio_cond[:1, :1, 0].flatten(0, 1)
             target = torch.zeros(1, self.cfg.layout.audio_token_dim, device=cond.device)
             losses["audio"] = 0.0 * self.flow.loss(target, cond, 1)
-        total = losses["control"] + losses["text"] + losses["audio"]
+        weights = weights or {}
+        total = sum(weights.get(k, 1.0) * v for k, v in losses.items())
         if self.cfg.moe_experts:
             aux = sum(b.ffn.aux_loss for b in self.trunk.blocks if isinstance(b.ffn, MoEFeedForward))
             losses["moe_aux"] = aux
             total = total + MOE_AUX_WEIGHT * aux
         losses["loss"] = total
         return losses
+
+
+def token_loss(logits: torch.Tensor, target: torch.Tensor, pad_weight: float = 1.0) -> torch.Tensor:
+    """Cross-entropy over token slots; with pad_weight < 1, the mean over real tokens plus
+    pad_weight times the mean over PADs (targets of -100 are ignored). At 1 it is the plain
+    mean over every slot, as before."""
+    ce = F.cross_entropy(logits.flatten(0, -2).float(), target.flatten(), ignore_index=-100,
+                         reduction="none")
+    t = target.flatten()
+    if pad_weight == 1.0:
+        return ce.sum() / t.ne(-100).sum().clamp(min=1)
+    real, pad = (t >= 0) & (t != PAD), t == PAD
+    return (ce * real).sum() / real.sum().clamp(min=1) + pad_weight * (ce * pad).sum() / pad.sum().clamp(min=1)

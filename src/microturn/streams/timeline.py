@@ -8,6 +8,7 @@ stamped with the time a listener hears them: OUT_k plays during turn k+1.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +53,34 @@ def output_tokens(events: list[Event]) -> list[int]:
     return ids
 
 
+def heard_form(word: str) -> str:
+    """A word as the listening transcript writes it: lower case, no punctuation (the audio
+    carries the words, not the commas)."""
+    return re.sub(r"[^\w' ]+", "", word.lower()).strip()
+
+
+def transcript_targets(words: list[Event], layout: TurnLayout, n: int) -> torch.Tensor:
+    """[n, audio_slots] byte targets of the listening transcript, one per audio-in slot.
+
+    A heard word (and the space after it) is queued at the slot after the one its end falls
+    in, so the slot that writes a byte has already heard the whole word (causal), and the
+    queue drains a byte a slot (20 bytes/s, faster than people speak)."""
+    slot_s = layout.turn_seconds / layout.audio_slots
+    out = torch.full((n * layout.audio_slots,), TOKENIZER.PAD, dtype=torch.long)
+    queue: list[int] = []
+    ready = sorted((math.floor(round(w.end / slot_s, 6)) + 1, heard_form(w.text))
+                   for w in words if w.end is not None)
+    i = 0
+    for s in range(len(out)):
+        while i < len(ready) and ready[i][0] <= s:
+            if ready[i][1]:
+                queue += TOKENIZER.encode(ready[i][1] + " ")
+            i += 1
+        if queue:
+            out[s] = queue.pop(0)
+    return out.view(n, layout.audio_slots)
+
+
 def timeline_to_turns(tl: Timeline, layout: TurnLayout, codec: DMelCodec, norm: MelNorm) -> TurnBatch:
     n = tl.n_turns(layout)
     packer = TurnPacker(layout, codec)
@@ -91,7 +120,9 @@ def timeline_to_turns(tl: Timeline, layout: TurnLayout, codec: DMelCodec, norm: 
             mel = (target_mel[(k + 1) * f:(k + 2) * f] if target_mel is not None
                    else torch.zeros(f, layout.mel_channels)).reshape(layout.audio_slots, layout.audio_token_dim)
         outputs.append(TurnOutput(control=SPEAK if speak else SILENT, text=out_text.take(), audio=mel))
-    return TurnBatch.stack(inputs, outputs, layout)
+    batch = TurnBatch.stack(inputs, outputs, layout)
+    batch.heard = transcript_targets(tl.of("user_word"), layout, n)[None]
+    return batch
 
 
 def input_text_events(batch: TurnBatch, layout: TurnLayout, b: int = 0) -> list[Event]:

@@ -45,6 +45,7 @@ class TurnOutput:
     control: int | None
     text: list[int] | None  # exactly text_out_slots ids
     audio: torch.Tensor | None  # [audio_slots, token_dim] normalised mel; None when silent
+    heard: list[int] | None = None  # the listening transcript: one byte (or PAD) per audio-in slot
 
 
 @dataclass
@@ -61,6 +62,7 @@ class TurnBatch:
     control: torch.Tensor  # [B, L] long
     text_out: torch.Tensor  # [B, L, To] long
     audio_out: torch.Tensor  # [B, L, A, D] float (normalised mel)
+    heard: torch.Tensor | None = None  # [B, L, A] long: transcript targets at the audio-in slots
 
     @property
     def audio_out_mask(self) -> torch.Tensor:
@@ -176,6 +178,7 @@ class TurnUnpacker:
     def __init__(self, layout: TurnLayout, norm: MelNorm | None = None, vocoder: bool = True) -> None:
         self.layout, self.norm = layout, norm
         self.word = _Pending()
+        self.heard = _Pending()  # the listening transcript's word in progress
         self.request: _Pending | None = None
         self.speech_start: int | None = None
         self.vocoder = StreamingVocoder(GriffinLim(AudioFrontend(layout))) if vocoder and norm else None
@@ -193,6 +196,8 @@ class TurnUnpacker:
             self.speech_start = None
         for tok in out.text:
             events.extend(self._text_token(k, tok))
+        for tok in out.heard or ():
+            events.extend(self._heard_token(k, tok))
         wav = None
         if self.vocoder is not None:
             frames = self.layout.frames_per_turn
@@ -235,6 +240,19 @@ class TurnUnpacker:
             self.word.start = k
         self.word.ids.append(tok)
         return []
+
+    def _heard_token(self, k: int, tok: int) -> list[Event]:
+        """Listening transcript bytes -> a "heard_word" each time a space closes a word; its
+        time is when the model had written it (the end of turn k), its start the first byte's."""
+        if 0 <= tok < 256 and tok != ord(" "):
+            self.heard.start = k if self.heard.start is None else self.heard.start
+            self.heard.ids.append(tok)
+            return []
+        if tok != ord(" ") or not self.heard.ids:
+            return []
+        ev = Event(self._t(self.heard.start), "heard_word", TOKENIZER.decode(self.heard.ids), self._t(k))
+        self.heard = _Pending()
+        return [ev]
 
     def _end_word(self) -> list[Event]:
         if not self.word.ids:

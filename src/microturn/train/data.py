@@ -32,7 +32,7 @@ from ..streams.video import frame_to_patches
 from ..world.families import FAMILY_GENERATORS, generate
 from ..world.tts import EspeakTTS
 
-CACHE_VERSION = "2"  # bump when the world or the stream code changes what an episode renders to
+CACHE_VERSION = "3"  # bump when the world or the stream code changes what an episode renders to
 SPEECH_GAP_S = 0.5  # real data: model words closer than this are one speech segment
 
 
@@ -50,7 +50,7 @@ def timeline_tensors(tl: Timeline, layout: TurnLayout, codec: DMelCodec) -> dict
             "frames": torch.from_numpy(frames), "video_mask": b.video_mask[0],
             "user_text": b.user_text[0].to(torch.int16), "background": b.background[0].to(torch.int16),
             "control": b.control[0].to(torch.uint8), "text_out": b.text_out[0].to(torch.int16),
-            "audio_out": b.audio_out[0].to(torch.float16)}
+            "audio_out": b.audio_out[0].to(torch.float16), "heard": b.heard[0].to(torch.int16)}
 
 
 def collate(items: list[dict[str, torch.Tensor]], layout: TurnLayout, norm: MelNorm) -> TurnBatch:
@@ -76,7 +76,8 @@ def collate(items: list[dict[str, torch.Tensor]], layout: TurnLayout, norm: MelN
         video=torch.stack([video(it) for it in items]), video_mask=stack("video_mask", torch.bool),
         user_text=stack("user_text", torch.long), background=stack("background", torch.long),
         control=stack("control", torch.long), text_out=stack("text_out", torch.long),
-        audio_out=mel * speak[..., None, None])
+        audio_out=mel * speak[..., None, None],
+        heard=stack("heard", torch.long) if all("heard" in it for it in items) else None)
 
 
 @dataclass
@@ -92,13 +93,21 @@ class WorldData:
         if bad:
             raise ConfigError(f"train.families: unknown {bad}; expected some of {', '.join(FAMILY_GENERATORS)}")
         self.families = list(self.cfg.families or FAMILY_GENERATORS)
+        bad = [f for f in self.cfg.family_weights if f not in self.families]
+        if bad:
+            raise ConfigError(f"train.family_weights: {bad} are not among the trained families")
+        self.cycle = _cycle(self.families, self.cfg.family_weights if self.split == "train" else {})
         key = json.dumps([CACHE_VERSION, self.layout.__dict__, self.cfg.episode_seconds, self.split], sort_keys=True)
         self.dir = Path(self.cfg.cache_dir) / f"world-{self.split}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
         self.codec = DMelCodec(self.layout.dmel_levels)
         self._tts: EspeakTTS | None = None
 
     def family_of(self, i: int) -> tuple[str, int]:
-        return self.families[i % len(self.families)], i // len(self.families)
+        """Episode i -> (family, that family's episode number): families take turns in a
+        fixed cycle, each as often as its weight, so any prefix of episodes keeps the mix."""
+        c, r = divmod(i, len(self.cycle))
+        family = self.cycle[r]
+        return family, c * self.cycle.count(family) + self.cycle[:r].count(family)
 
     def path(self, i: int) -> Path:
         family, j = self.family_of(i)
@@ -127,6 +136,15 @@ class WorldData:
             except Exception:  # a damaged cache file is re-rendered, not trusted
                 p.unlink(missing_ok=True)
         return self.render(i)
+
+
+def _cycle(families: list[str], weights: dict) -> list[str]:
+    """One period of the family schedule: each family weight/min(weight) times (rounded),
+    spread out so a family's episodes are not bunched together."""
+    low = min([weights.get(f, 1.0) for f in families])
+    counts = {f: max(1, round(weights.get(f, 1.0) / low)) for f in families}
+    slots = sorted((k / counts[f], j, f) for j, f in enumerate(families) for k in range(counts[f]))
+    return [f for _, _, f in slots]
 
 
 # ---- real recordings ------------------------------------------------------------------------

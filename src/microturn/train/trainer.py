@@ -33,9 +33,11 @@ from ..errors import CheckpointError
 from ..model.checkpoint import atomic_save, config_diff, save_model
 from ..model.interaction import InteractionModel
 from ..streams.turns import TurnBatch
+from .curves import plot_curves
 from .data import RecordingData, WorldData, collate
+from .scores import sequence_scores
 
-STREAMS = ("control", "text", "audio")
+STREAMS = ("control", "text", "audio", "transcript")
 TRAIN_FORMAT = "microturn-train-state/1"
 NORM_FIT_EPISODES = 32
 
@@ -47,9 +49,14 @@ class StepLog:
     control: float
     text: float
     audio: float
+    transcript: float
     lr: float
     tokens: int
     wall_s: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.wall_s, 1e-9)
 
 
 def lr_at(step: int, cfg) -> float:
@@ -113,10 +120,16 @@ class Trainer:
         from ..model.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint
         path = str(DEFAULT_CHECKPOINT) if path == "default" else path
         saved, tensors, _ = read_checkpoint(path)
-        if dataclasses.replace(saved, batch_invariant=False) != dataclasses.replace(self.cfg.model, batch_invariant=False):
+        # the transcript head may be new: a checkpoint without one still gives the rest
+        same = lambda c: dataclasses.replace(c, batch_invariant=False, transcript_head=False)
+        if same(saved) != same(self.cfg.model):
             raise CheckpointError(f"train.init_from: '{path}' has another model config ("
                                   + "; ".join(config_diff(saved, self.cfg.model)) + ")")
-        self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+        missing, unexpected = self.model.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, strict=False)
+        if unexpected or any(not k.startswith("transcript_head.") for k in missing):
+            raise CheckpointError(f"train.init_from: '{path}' does not fit the model: missing {missing[:5]}, "
+                                  f"unexpected {unexpected[:5]}")
 
     def _shard(self) -> None:
         if self.world == 1:
@@ -205,15 +218,17 @@ class Trainer:
 
     def _batch(self, data, indices: list[int]) -> TurnBatch:
         b = collate([data.get(i) for i in indices], self.cfg.model.layout, _PlainNorm(self.model.mel_norm))
-        return TurnBatch(**{f.name: getattr(b, f.name).to(self.device) for f in dataclasses.fields(b)})
+        return TurnBatch(**{f.name: None if getattr(b, f.name) is None else getattr(b, f.name).to(self.device)
+                            for f in dataclasses.fields(b)})
 
     def _losses(self, batch: TurnBatch, positions: list[int], salt: int = 0) -> dict[str, torch.Tensor]:
         count = batch.audio_out_mask.sum() * self.cfg.model.layout.audio_slots
         if self.world > 1:
             dist.all_reduce(count)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.tc.dtype == "bf16" else nullcontext()
         with amp:
-            return self.model(batch, self.noise(batch, positions, salt), max(float(count), 1.0) / self.world)
+            return self.model(batch, self.noise(batch, positions, salt), max(float(count), 1.0) / self.world,
+                              self.tc.pad_weight, dict(self.tc.loss_weights))
 
     def _mean(self, values: list[float]) -> list[float]:
         t = torch.tensor(values, dtype=torch.float64)
@@ -235,26 +250,40 @@ class Trainer:
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
         self.opt.step()
-        vals = self._mean([losses[k].item() for k in ("loss",) + STREAMS])
+        vals = self._mean([float(losses[k].detach()) if k in losses else 0.0 for k in ("loss",) + STREAMS])
         self.step += 1
         tokens = self.tc.batch_size * batch.shape[1] * self.cfg.model.layout.tokens_per_turn
         return StepLog(self.step, *vals, lr, tokens, time.perf_counter() - t0)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean per-stream loss on the held-out episodes (eval split)."""
+        """Held-out episodes (eval split): mean per-stream loss, and per family the
+        teacher-forced scores of `sequence_scores` (what the model gets right, slot by slot)."""
         if self.eval_data is None:
             return {}
         self.model.eval()
         n = self.tc.eval_episodes - self.tc.eval_episodes % self.world
         mine = list(range(n))[self.rank::self.world]
         totals = np.zeros(len(STREAMS))
+        per_family: dict[str, list[dict[str, float]]] = {}
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.tc.dtype == "bf16" else nullcontext()
         for i in range(0, len(mine), 4):
             idx = mine[i:i + 4]
-            losses = self._losses(self._batch(self.eval_data, idx), idx, salt=1)
-            totals += np.array([float(losses[k]) for k in STREAMS]) * len(idx)
+            batch = self._batch(self.eval_data, idx)
+            losses = self._losses(batch, idx, salt=1)
+            totals += np.array([float(losses.get(k, 0.0)) for k in STREAMS]) * len(idx)
+            with amp:
+                scores = sequence_scores(self.model, batch)
+            for b, ep in enumerate(idx):
+                row = {k: float(v[b]) for k, v in scores.items() if not math.isnan(float(v[b]))}
+                per_family.setdefault(self.eval_data.family_of(ep)[0], []).append(row)
         vals = self._mean(list(totals / max(len(mine), 1)))
-        return {f"eval_{k}": v for k, v in zip(STREAMS, vals)}
+        out = {f"eval_{k}": v for k, v in zip(STREAMS, vals)}
+        for fam, rows in sorted(per_family.items()):  # rank 0's share when sharded: a sample
+            for key in sorted({k for r in rows for k in r}):
+                got = [r[key] for r in rows if key in r]
+                out[f"fam/{fam}/{key}"] = float(np.mean(got))
+        return out
 
     def fit(self, steps: int | None = None) -> list[StepLog]:
         """Train to `steps` (default: the config's), checkpointing and evaluating on schedule."""
@@ -277,9 +306,13 @@ class Trainer:
             extra = self.evaluate() if self.step % self.tc.eval_every == 0 or self.step == steps else {}
             if self.rank == 0:
                 with open(log_path, "a") as f:
-                    f.write(json.dumps(dataclasses.asdict(log) | extra) + "\n")
+                    f.write(json.dumps(dataclasses.asdict(log) | {"tokens_per_s": log.tokens_per_s}
+                                       | extra) + "\n")
+                if extra:
+                    plot_curves(log_path, self.out / "curves.png")
             bar.set_postfix(ctl=f"{log.control:.3f}", txt=f"{log.text:.3f}", aud=f"{log.audio:.3f}",
-                            lr=f"{log.lr:.1e}", **{k: f"{v:.3f}" for k, v in extra.items()})
+                            hrd=f"{log.transcript:.3f}", lr=f"{log.lr:.1e}", tok_s=f"{log.tokens_per_s:,.0f}",
+                            **{k: f"{v:.3f}" for k, v in extra.items() if k.startswith("eval_")})
             bar.update(1)
             if self.step % self.tc.checkpoint_every == 0 or self.step == steps:
                 self.save()

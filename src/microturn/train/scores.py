@@ -1,0 +1,45 @@
+"""Teacher-forced scores per held-out sequence: what the model gets right, slot by slot.
+
+Losses fall mostly on the easy slots (PAD, "still silent"); these scores look only where
+something happens, so a learning curve shows when a family's events start to be learned:
+
+* `text_acc`: the model's next byte is right, over the bytes of its lines (not PAD);
+* `switch_acc`: the control is right at the turns where it changes (starting and stopping
+  to speak), the moments timing is about;
+* `control_acc`: the control is right over every turn;
+* `transcript_acc`: the listening transcript's byte is right, over the heard bytes.
+
+A sequence with no such slot scores NaN for that key (the caller skips it).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..model.interaction import PAD, InteractionModel
+from ..streams.turns import TurnBatch
+
+
+def _acc(logits: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """[B] accuracy of argmax over the slots in `where` (NaN where a row has none)."""
+    hit = (logits.argmax(-1) == target) & where
+    dims = tuple(range(1, where.dim()))
+    count = where.sum(dims)
+    return torch.where(count > 0, hit.sum(dims) / count.clamp(min=1), torch.nan)
+
+
+@torch.no_grad()
+def sequence_scores(model: InteractionModel, batch: TurnBatch) -> dict[str, torch.Tensor]:
+    pred = model.predict(model.hidden(batch), batch)
+    ctl = batch.control
+    switch = torch.zeros_like(ctl, dtype=torch.bool)
+    switch[:, 1:] = ctl[:, 1:] != ctl[:, :-1]
+    out = {
+        "text_acc": _acc(pred.text_logits, batch.text_out, batch.text_out != PAD),
+        "switch_acc": _acc(pred.control_logits, ctl, switch),
+        "control_acc": _acc(pred.control_logits, ctl, torch.ones_like(switch)),
+    }
+    if pred.transcript_logits is not None and batch.heard is not None:
+        heard = (batch.heard != PAD) & batch.audio_in_mask[..., None]
+        out["transcript_acc"] = _acc(pred.transcript_logits, batch.heard, heard)
+    return {k: v.float().cpu() for k, v in out.items()}
