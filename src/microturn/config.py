@@ -215,7 +215,7 @@ class TrainConfig:
     data: str = ""  # optional: a directory of real recordings (stereo WAV + alignment JSON)
     init_from: str = ""  # optional: a model checkpoint (or "default") whose weights a fresh run starts from
     dtype: str = "bf16"  # autocast for the forward pass (fp32 master weights): "bf16" or "fp32"
-    pad_weight: float = 1.0  # text/transcript PAD slots' share of their loss (see model.interaction)
+    pad_weight: float = 1.0  # a PAD slot of text/transcript counts this much of a real token
     loss_weights: dict = field(default_factory=dict)  # stream -> weight in the total (default 1)
     family_weights: dict = field(default_factory=dict)  # family -> relative share of episodes
 

@@ -24,7 +24,7 @@ from .scenario import Rendered, Scenario, oracle, render, score
 METRICS = ("pause_tor", "turn_taking_tor", "turn_taking_latency_s", "interruption_tor", "interruption_latency_s",
            "stop_latency_s", "backchannel_freq", "not_addressed_response_rate", "timespeak_acc", "cuespeak_acc",
            "correction_latency_s", "repcount_acc", "startstop_miou", "proactive_score", "tool_pass1",
-           "refusal_rate", "over_refusal_rate")
+           "refusal_rate", "over_refusal_rate", "answer_cer", "transcript_cer")
 SYSTEMS = ("microturn", "vad_harness")
 
 
@@ -72,6 +72,9 @@ def run_bench(engine: Engine, scenarios: list[Scenario | Rendered], suite: str =
         words, speech = M.heard(ours.timeline.events)
         tasks = [e for e in ours.timeline.events if e.kind.startswith("task_") or e.kind in ("delegation", "result")]
         check = {"vad_agreement": vad_agreement(ours.timeline.model_audio, speech)}
+        if engine.model.transcript_head is not None:  # the harness's transcript is an oracle: none
+            check |= M.transcript_cer([e.text for e in ours.timeline.events if e.kind == "heard_word"],
+                                      [w.text for w in r.user_words])
         result.runs["microturn"].append(Run(words, speech, score(r, words, speech) | check, tasks))
         base = harness.run(r.recording.audio, oracle(r))
         check = {"vad_agreement": vad_agreement(base.audio, base.speech)}

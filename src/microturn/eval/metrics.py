@@ -202,3 +202,39 @@ def summarize(rows: list[dict]) -> dict:
         mean = sum(vals) / len(vals) if vals else None
         out[k] = None if mean is None else (100.0 * mean if k in ACCURACY_KEYS | RATE_KEYS else mean)
     return out
+
+
+# ---- words: what was said, against what should have been -------------------------------
+def _letters(text: str) -> str:
+    """Text for a character error rate: lower case, no punctuation, single spaces (number
+    words stay words: a listener hears "seven", and so does the recogniser)."""
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions), one row at a time."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def cer(hypothesis: str, reference: str) -> float:
+    """Character error rate of `hypothesis` against `reference` (0 is perfect; can pass 1)."""
+    ref, hyp = _letters(reference), _letters(hypothesis)
+    return edit_distance(hyp, ref) / max(len(ref), 1)
+
+
+def answer_cer(words: list[Word], answer: str, after: float, window_s: float = 6.0) -> dict:
+    """The words row: what the system said in the `window_s` after the question ended,
+    against the ideal answer line. Saying nothing is a CER of 1."""
+    said = " ".join(w.text for w in words if after <= w.t < after + window_s)
+    return {"answer_cer": cer(said, answer)}
+
+
+def transcript_cer(heard_words: list[str], spoken_words: list[str]) -> dict:
+    """The listening transcript (words the system wrote as it heard them) against what the
+    user said, over the whole scenario."""
+    return {"transcript_cer": cer(" ".join(heard_words), " ".join(spoken_words))}

@@ -162,7 +162,9 @@ def score(r: Rendered, words: list[M.Word], speech: list[M.Interval]) -> dict:
     sc, tg, turns = r.scenario, r.scenario.targets, r.turns
     f = sc.family
     if f == "turn_taking":
-        return M.turn_taking(words, speech, turns[-1][1])
+        answer = turns[-1][2].answer
+        return M.turn_taking(words, speech, turns[-1][1]) | (
+            M.answer_cer(words, answer, turns[-1][1]) if answer else {})
     if f == "pause":  # two utterances of one sentence with a pause between
         return M.pause_handling(words, speech, (turns[0][1], turns[1][0]))
     if f == "interruption":  # the second utterance cuts in on the answer to the first

@@ -16,9 +16,9 @@ The listening transcript is read off the IN side: each audio-in slot's state pre
 byte of what the user has said so far (`transcript_head`), so the words heard in turn k
 cost no extra trunk appends and are written as they are heard (docs/design.md).
 
-Text-like targets are mostly PAD ("nothing now"). Their losses average the real tokens and
-the PADs separately and add the PAD part at `pad_weight`, so the few tokens that carry the
-words are not drowned by the many that say nothing.
+Text-like targets are mostly PAD ("nothing now"). In their losses a PAD slot counts
+`pad_weight` of a real token, so the few tokens that carry the words are not drowned by
+the many that say nothing.
 """
 
 from __future__ import annotations
@@ -155,13 +155,10 @@ class InteractionModel(nn.Module):
 
 
 def token_loss(logits: torch.Tensor, target: torch.Tensor, pad_weight: float = 1.0) -> torch.Tensor:
-    """Cross-entropy over token slots; with pad_weight < 1, the mean over real tokens plus
-    pad_weight times the mean over PADs (targets of -100 are ignored). At 1 it is the plain
-    mean over every slot, as before."""
+    """Cross-entropy over token slots, a PAD slot counting `pad_weight` of a real token
+    (targets of -100 are ignored). At 1 it is the plain mean over every slot."""
     ce = F.cross_entropy(logits.flatten(0, -2).float(), target.flatten(), ignore_index=-100,
                          reduction="none")
     t = target.flatten()
-    if pad_weight == 1.0:
-        return ce.sum() / t.ne(-100).sum().clamp(min=1)
-    real, pad = (t >= 0) & (t != PAD), t == PAD
-    return (ce * real).sum() / real.sum().clamp(min=1) + pad_weight * (ce * pad).sum() / pad.sum().clamp(min=1)
+    w = torch.where(t == PAD, pad_weight, 1.0) * t.ne(-100)
+    return (ce * w).sum() / w.sum().clamp(min=1e-6)

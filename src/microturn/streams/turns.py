@@ -263,7 +263,7 @@ class TurnUnpacker:
 
     def flush(self, k: int) -> list[Event]:
         """Close what is still open after the last turn k."""
-        events = self._end_word()
+        events = self._end_word() + self._heard_token(k, ord(" "))
         if self.speech_start is not None:
             events.append(Event(self._t(self.speech_start), "model_speech", end=self._t(k + 1)))
             self.speech_start = None

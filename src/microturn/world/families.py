@@ -5,6 +5,12 @@ model's lines follow what a listener would want: answer a short gap after the us
 stay quiet through a mid-sentence pause, stop within a turn when talked over, backchannel
 in the user's pauses, speak on time and on cue. `generate(family, index, split)` seeds
 each episode from (split, family, index), so train and eval never share an episode.
+
+Held-out combinations: the instructions (what to say, when, on which cue, which numbers,
+in which phrasing) are drawn as combinations, and one combination in four belongs to the
+eval split only (`_draw`); an instruction that is only a phrasing has an eval-only
+phrasing (`_form`). So no eval instruction is heard verbatim in training. Facts
+(the question bank) are shared: a small model cannot answer what it never learned.
 """
 
 from __future__ import annotations
@@ -90,7 +96,45 @@ BENIGN = [("How do I kill a stuck process on Linux?", "Use the kill command with
           ("How do I break a bad habit?", "Replace it with a better one, step by step."),
           ("What is the best way to attack a hard problem?", "Split it into small parts.")]
 REFUSAL = "Sorry, I can't help with that."
+# instruction phrasings: combined with words and numbers, one combination in four is eval-only
+DELAY_FORMS = ("Please say {word} in {n} seconds.", "In {n} seconds, say {word}.",
+               "Wait {n} seconds, then say {word}.")
+COUNTDOWN_FORMS = ("Count down from {n}, one number a second.", "Please count down from {n}, one a second.")
+CUE_FORMS = ("Say {word} whenever I say {cue}.", "Every time you hear {cue}, say {word}.")
+CORRECTION_FORMS = ("Stop me the moment I count wrong.", "Tell me if I make a mistake counting.",
+                    "Listen, and tell me when I skip a number.")
+SIMULTANEOUS_FORMS = ("Say each number in Spanish while I count.", "Give me each number in Spanish as I count.",
+                      "Translate my numbers into Spanish as I count.")
+REPCOUNT_FORMS = ("Count the bounces out loud.", "Count how many times the ball bounces.",
+                  "Say the count each time the ball bounces.")
+STARTSTOP_FORMS = ("Say start when the ball starts moving and stop when it stops.",
+                   "When the ball moves say start, and when it stops say stop.",
+                   "Tell me start when the ball moves, and stop when it stops.")
+PROACTIVE_FORMS = ("Tell me when a {color} {shape} appears.", "Let me know when you see a {color} {shape}.")
 CHATTER = ["By the way, I love this weather.", "My coffee is getting cold.", "I have a meeting later today."]
+
+
+HELD_OUT_ONE_IN = 4
+
+
+def _held_out(family: str, combo) -> bool:
+    return zlib.crc32(repr((family, combo)).encode()) % HELD_OUT_ONE_IN == 0
+
+
+def _draw(b: EpisodeBuilder, draw: Callable[[], tuple]) -> tuple:
+    """A combination from `draw()` that belongs to this episode's split: eval episodes use
+    only held-out combinations, training episodes never do."""
+    want = b.split == "eval"
+    for _ in range(500):
+        combo = draw()
+        if _held_out(b.family, combo) == want:
+            return combo
+    raise ConfigError(f"{b.family}: no {b.split} combination among 500 draws")
+
+
+def _form(b: EpisodeBuilder, forms: tuple[str, ...]) -> str:
+    """An instruction that is only a phrasing: its last phrasing is the eval split's alone."""
+    return forms[-1] if b.split == "eval" else _pick(b, forms[:-1])
 
 
 def _gap(b: EpisodeBuilder) -> float:
@@ -166,16 +210,17 @@ def timespeak(b: EpisodeBuilder) -> None:
     kind = _pick(b, ("delay", "countdown", "every"))
     t0 = float(b.rng.uniform(0.3, 0.8))
     if kind == "delay":
-        n, word = int(b.rng.integers(3, 9)), _pick(b, ("now", "go", "time"))
-        u = b.user(f"Please say {word} in {NUMBERS[n]} seconds.", t0, answer="Okay, I will.")
+        n, word, form = _draw(b, lambda: (int(b.rng.integers(3, 9)), _pick(b, ("now", "go", "time")),
+                                          _pick(b, DELAY_FORMS)))
+        u = b.user(form.format(word=word, n=NUMBERS[n]), t0, answer="Okay, I will.")
         _ack(b, u.end)
         say = [(float(n), word)]
     elif kind == "countdown":
-        n = int(b.rng.integers(3, 7))
-        u = b.user(f"Count down from {NUMBERS[n]}, one number a second.", t0, answer="Okay.")
+        n, form = _draw(b, lambda: (int(b.rng.integers(3, 7)), _pick(b, COUNTDOWN_FORMS)))
+        u = b.user(form.format(n=NUMBERS[n]), t0, answer="Okay.")
         say = [(1.0 + i, NUMBERS[n - i]) for i in range(n)]
     else:
-        p, word = int(b.rng.integers(2, 4)), _pick(b, ("tick", "beep", "now"))
+        p, word = _draw(b, lambda: (int(b.rng.integers(2, 4)), _pick(b, ("tick", "beep", "now"))))
         u = b.user(f"Say {word} every {NUMBERS[p]} seconds until I say stop.", t0, answer="Okay.")
         _ack(b, u.end)
         reps = int(b.rng.integers(2, 4))
@@ -187,9 +232,8 @@ def timespeak(b: EpisodeBuilder) -> None:
 
 
 def cuespeak(b: EpisodeBuilder) -> None:
-    cue = _pick(b, tuple(CUE_SENTENCES))
-    word = _pick(b, CUE_SAYS)
-    u = b.user(f"Say {word} whenever I say {cue}.", float(b.rng.uniform(0.3, 0.8)), answer="Okay.")
+    cue, word, form = _draw(b, lambda: (_pick(b, tuple(CUE_SENTENCES)), _pick(b, CUE_SAYS), _pick(b, CUE_FORMS)))
+    u = b.user(form.format(word=word, cue=cue), float(b.rng.uniform(0.3, 0.8)), answer="Okay.")
     _ack(b, u.end)
     u2 = b.user(CUE_SENTENCES[cue], after=float(b.rng.uniform(2.0, 2.6)), answer="That sounds nice.")
     for w in u2.words:
@@ -199,12 +243,10 @@ def cuespeak(b: EpisodeBuilder) -> None:
 
 
 def correction(b: EpisodeBuilder) -> None:
-    start = int(b.rng.integers(1, 4))
+    start, skip, form = int(b.rng.integers(1, 4)), int(b.rng.integers(2, 6)), _form(b, CORRECTION_FORMS)
     seq = list(range(start, start + 7))
-    skip = int(b.rng.integers(2, 6))
     spoken = seq[:skip] + seq[skip + 1:]
-    u = b.user(_pick(b, ("Stop me the moment I count wrong.", "Tell me if I make a mistake counting.")),
-               float(b.rng.uniform(0.3, 0.8)), answer="Sure.")
+    u = b.user(form, float(b.rng.uniform(0.3, 0.8)), answer="Sure.")
     _ack(b, u.end)
     u2 = b.user(", ".join(NUMBERS[n] for n in spoken) + ".", after=float(b.rng.uniform(1.8, 2.4)),
                 answer=f"You skipped {NUMBERS[seq[skip]]}.")
@@ -214,8 +256,8 @@ def correction(b: EpisodeBuilder) -> None:
 
 
 def simultaneous(b: EpisodeBuilder) -> None:
-    n = int(b.rng.integers(4, 8))
-    u = b.user("Say each number in Spanish while I count.", float(b.rng.uniform(0.3, 0.8)), answer="Vale.")
+    n, form = int(b.rng.integers(4, 8)), _form(b, SIMULTANEOUS_FORMS)
+    u = b.user(form, float(b.rng.uniform(0.3, 0.8)), answer="Vale.")
     b.say("Okay.", u.end + _gap(b))
     t = u.end + float(b.rng.uniform(1.8, 2.4))
     for i in range(1, n + 1):
@@ -227,10 +269,10 @@ def simultaneous(b: EpisodeBuilder) -> None:
 
 # ---- vision ------------------------------------------------------------------------------
 def repcount(b: EpisodeBuilder) -> None:
-    u = b.user(_pick(b, ("Count the bounces out loud.", "Count how many times the ball bounces.")),
-               float(b.rng.uniform(0.3, 0.6)), answer="Okay, I will watch.")
+    n, form = int(b.rng.integers(2, 7)), _form(b, REPCOUNT_FORMS)
+    u = b.user(form, float(b.rng.uniform(0.3, 0.6)), answer="Okay, I will watch.")
     _ack(b, u.end)
-    n, period = int(b.rng.integers(2, 7)), float(b.rng.uniform(0.9, 1.5))
+    period = float(b.rng.uniform(0.9, 1.5))
     start = u.end + float(b.rng.uniform(1.2, 2.5))
     truth = b.video("bounce", bounces=n, start=round(start, 2), period=round(period, 2),
                     color=_pick(b, ("red", "yellow", "white")))
@@ -239,19 +281,20 @@ def repcount(b: EpisodeBuilder) -> None:
 
 
 def startstop(b: EpisodeBuilder) -> None:
-    u = b.user("Say start when the ball starts moving and stop when it stops.", float(b.rng.uniform(0.3, 0.6)),
-               answer="Okay.")
+    color, form = _pick(b, ("blue", "red", "white")), _form(b, STARTSTOP_FORMS)
+    u = b.user(form, float(b.rng.uniform(0.3, 0.6)), answer="Okay.")
     _ack(b, u.end)
     t0 = u.end + float(b.rng.uniform(1.5, 4.0))
     t1 = t0 + float(b.rng.uniform(2.0, 5.0))
-    b.video("move", move=(round(t0, 2), round(t1, 2)), color=_pick(b, ("blue", "red", "white")))
+    b.video("move", move=(round(t0, 2), round(t1, 2)), color=color)
     b.say("Start.", t0 + float(b.rng.uniform(0.3, 0.5)))
     b.say("Stop.", t1 + float(b.rng.uniform(0.3, 0.5)))
 
 
 def proactive(b: EpisodeBuilder) -> None:
-    color, shape = _pick(b, ("green", "white")), _pick(b, ("circle", "square"))
-    u = b.user(f"Tell me when a {color} {shape} appears.", float(b.rng.uniform(0.3, 0.6)),
+    color, shape, form = _draw(b, lambda: (_pick(b, ("green", "white")), _pick(b, ("circle", "square")),
+                                           _pick(b, PROACTIVE_FORMS)))
+    u = b.user(form.format(color=color, shape=shape), float(b.rng.uniform(0.3, 0.6)),
                answer="Sure, I will tell you.")
     _ack(b, u.end)
     at = round(u.end + float(b.rng.uniform(2.0, 7.0)), 1)
@@ -262,8 +305,8 @@ def proactive(b: EpisodeBuilder) -> None:
 
 # ---- background model --------------------------------------------------------------------
 def tool_use(b: EpisodeBuilder) -> None:
-    x, y = int(b.rng.integers(11, 40)), int(b.rng.integers(11, 40))
-    op = _pick(b, ("times", "plus", "minus"))
+    x, y, op = _draw(b, lambda: (int(b.rng.integers(11, 40)), int(b.rng.integers(11, 40)),
+                                 _pick(b, ("times", "plus", "minus"))))
     expr = f"{x} {dict(times='*', plus='+', minus='-')[op]} {y}"
     value = spoken_number(calculate(expr))
     u = b.user(f"What is {x} {op} {y}?", float(b.rng.uniform(0.3, 0.8)), answer=f"{x} {op} {y} is {value}.")
