@@ -199,6 +199,8 @@ class Hub:
         for e in events:
             if e.kind == "model_word":
                 self._send(s, {"type": "output.transcript.delta", "t": e.t, "text": e.text + " "})
+            elif e.kind == "heard_word":  # the model's listening transcript: the user's words
+                self._send(s, {"type": "input.transcript.delta", "t": e.t, "text": e.text + " "})
         for ev in s.conv.task_log[s._tasks_seen:]:
             kind = {"created": "created", "progress": "progress", "done": "done", "failed": "failed",
                     "cancelled": "cancelled"}[ev.kind]

@@ -12,6 +12,9 @@ output events (`response.audio.delta`, ...); client event names are the same in 
 
 `input_audio_buffer.speech_started` / `speech_stopped` come from the runtime's input level
 (the -40 dBFS rule the background-result delivery uses), not from a separate VAD model.
+They open and close a user item; the model's listening transcript of it streams as
+`conversation.item.input_audio_transcription.delta` and ends with `.completed` a few turns
+after the speech stops (the transcript runs a word behind the audio).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .protocol import MAX_AUDIO_B64, MAX_TEXT
 RATE = 24_000
 SPEECH_DBFS = -40.0
 QUIET_TURNS_TO_STOP = 3
+TRANSCRIPT_SETTLE_TURNS = 3  # after speech_stopped: the last words are still being written
 BETA_NAMES = {"response.output_audio.delta": "response.audio.delta",  # for clients sending OpenAI-Beta: realtime=v1
               "response.output_audio.done": "response.audio.done",
               "response.output_audio_transcript.delta": "response.audio_transcript.delta"}
@@ -53,6 +57,9 @@ class RealtimeSession:
         self.out_rs = soxr.ResampleStream(hub.lay.sample_rate, RATE, 1, dtype="float32")
         self.user_speaking, self.quiet = False, 0
         self.heard_ms = 0
+        self.input_item: str | None = None  # the user item being spoken (and transcribed)
+        self.heard: list[str] = []  # its transcript so far
+        self.settle: int | None = None  # turns left before its transcription completes
         self.beta = beta
 
     def _id(self, prefix: str) -> str:
@@ -144,13 +151,19 @@ class RealtimeSession:
         loud = 20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64))) + 1e-10) > SPEECH_DBFS
         self.heard_ms += int(1000 * len(x) / RATE)
         if loud and not self.user_speaking:
+            if self.settle is not None:  # speaking again before the last item's words settled
+                await self._transcription_done()
             self.user_speaking, self.quiet = True, 0
-            await self.send("input_audio_buffer.speech_started", audio_start_ms=self.heard_ms, item_id=self._id("item"))
+            self.input_item = self.input_item or self._id("item")
+            await self.send("input_audio_buffer.speech_started", audio_start_ms=self.heard_ms,
+                            item_id=self.input_item)
         elif not loud and self.user_speaking:
             self.quiet += 1
             if self.quiet >= QUIET_TURNS_TO_STOP:
                 self.user_speaking = False
-                await self.send("input_audio_buffer.speech_stopped", audio_end_ms=self.heard_ms, item_id=self._id("item"))
+                self.settle = TRANSCRIPT_SETTLE_TURNS
+                await self.send("input_audio_buffer.speech_stopped", audio_end_ms=self.heard_ms,
+                                item_id=self.input_item)
 
     # ---- out --------------------------------------------------------------------------------
     async def _pump(self) -> None:
@@ -176,8 +189,26 @@ class RealtimeSession:
                 await self.send("response.output_audio.delta", delta=delta, **self._where())
         elif kind == "output.transcript.delta" and self.response is not None:
             await self.send("response.output_audio_transcript.delta", delta=msg["text"], **self._where())
+        elif kind == "input.transcript.delta":
+            self.input_item = self.input_item or self._id("item")
+            self.heard.append(msg["text"])
+            await self.send("conversation.item.input_audio_transcription.delta", item_id=self.input_item,
+                            content_index=0, delta=msg["text"])
+        elif kind == "turn.timing" and self.settle is not None:
+            self.settle -= 1
+            if self.settle <= 0:
+                await self._transcription_done()
         elif kind == "error":
             await self.error(msg["message"], msg["code"])
+
+    async def _transcription_done(self) -> None:
+        """Close the user item's transcription (only if the model wrote any of it)."""
+        if self.heard and self.input_item:
+            await self.send("conversation.item.input_audio_transcription.completed", item_id=self.input_item,
+                            content_index=0, transcript="".join(self.heard).strip())
+        self.heard, self.settle = [], None
+        if not self.user_speaking:
+            self.input_item = None
 
     def _where(self) -> dict:
         return {"response_id": self.response, "item_id": self.item, "output_index": 0, "content_index": 0}
