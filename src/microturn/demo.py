@@ -96,6 +96,7 @@ def lanes(ep: Episode, result: OfflineResult) -> list[Lane]:
     model = tl.of("model_word")
     tasks = [e for e in tl.events if e.kind.startswith("task_") or e.kind in ("delegation", "result")]
     return [Lane("user", [(w.t, w.end) for w in user], [(w.t, w.text) for w in user]),
+            Lane("heard", [], [(e.t, e.text) for e in tl.of("heard_word")]),  # the model's transcript
             Lane("model", [(e.t, e.end) for e in tl.of("model_speech")], [(w.t, w.text) for w in model]),
             Lane("background", [], [(e.t, f"{e.kind}: {e.text}") for e in tasks])]
 

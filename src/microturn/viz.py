@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 COLORS = {"user": "#264653", "microturn": "#2a9d8f", "model": "#2a9d8f", "vad_harness": "#e76f51",
-          "background": "#8d99ae", "other": "#b08968"}
+          "background": "#8d99ae", "other": "#b08968", "heard": "#6d597a"}
 
 
 @dataclass

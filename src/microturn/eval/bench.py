@@ -35,7 +35,7 @@ class Run:
     words: list[M.Word]
     speech: list[M.Interval]
     scores: dict
-    extra: list = field(default_factory=list)  # timeline events (background tasks, ...)
+    extra: list = field(default_factory=list)  # timeline events (background tasks, the transcript)
 
 
 @dataclass
@@ -70,7 +70,8 @@ def run_bench(engine: Engine, scenarios: list[Scenario | Rendered], suite: str =
         ours = run_offline(engine, r.recording, SamplerSettings(temperature=0.8, seed=seed), agent=EmbeddedAgent(),
                            policy=DeliveryPolicy(min_latency_s=OFFLINE_RESULT_LATENCY_S))
         words, speech = M.heard(ours.timeline.events)
-        tasks = [e for e in ours.timeline.events if e.kind.startswith("task_") or e.kind in ("delegation", "result")]
+        tasks = [e for e in ours.timeline.events
+                 if e.kind.startswith("task_") or e.kind in ("delegation", "result", "heard_word")]
         check = {"vad_agreement": vad_agreement(ours.timeline.model_audio, speech)}
         if engine.model.transcript_head is not None:  # the harness's transcript is an oracle: none
             check |= M.transcript_cer([e.text for e in ours.timeline.events if e.kind == "heard_word"],

@@ -64,9 +64,12 @@ def write_timeline_html(result: BenchResult, scenario_id: str, path: str | Path)
         raise KeyError(f"no scenario {scenario_id!r}; have: {', '.join(r.scenario.id for r in result.rendered)}")
     r = result.rendered[idx]
     lanes = [Lane("user", [(w.t, w.end) for w in r.user_words], [(w.t, w.text) for w in r.user_words])]
+    heard = [(e.t, e.text) for e in result.runs["microturn"][idx].extra if e.kind == "heard_word"]
+    lanes.append(Lane("heard", [], heard))  # microturn's listening transcript
     for name in SYSTEMS:
         run = result.runs[name][idx]
         lanes.append(Lane(name, run.speech, [(w.t, w.text) for w in run.words]))
-    lanes.append(Lane("background", [], [(e.t, f"{e.kind}: {e.text}") for e in result.runs["microturn"][idx].extra]))
+    tasks = [e for e in result.runs["microturn"][idx].extra if e.kind != "heard_word"]
+    lanes.append(Lane("background", [], [(e.t, f"{e.kind}: {e.text}") for e in tasks]))
     notes = [f"{n}: {result.runs[n][idx].scores}" for n in SYSTEMS]
     return write_html(path, f"{scenario_id} — {r.scenario.family}", r.scenario.duration, lanes, notes)
