@@ -153,3 +153,20 @@ def test_init_from_starts_a_run_from_trained_weights(tmp_path):
                         init_from=str(first / "model.safetensors"))
     with pytest.raises(CheckpointError, match="init_from.*d_model"):
         Trainer(load_config(wide), tmp_path / "third", progress=False)
+
+
+def test_render_workers_cache_what_one_process_renders(tmp_path):
+    """Episodes rendered in a pool of processes are the ones a single process renders."""
+    from safetensors.torch import load_file
+
+    from microturn.config import TrainConfig, named_config
+    from microturn.train.data import WorldData
+
+    layout = named_config("tiny").model.layout
+    pooled = WorldData(layout, TrainConfig(episodes=3, cache_dir=str(tmp_path / "a"), render_workers=2))
+    pooled.ensure(range(3), progress=False)
+    single = WorldData(layout, TrainConfig(episodes=3, cache_dir=str(tmp_path / "b"), render_workers=1))
+    for i in range(3):
+        got, want = load_file(str(pooled.path(i))), single.render(i)
+        assert got.keys() == want.keys()
+        assert all(torch.equal(got[k], want[k]) for k in want), pooled.path(i)

@@ -212,6 +212,7 @@ class TrainConfig:
     seed: int = 0
     fast_gemm: bool = True  # plain GEMMs while training (same weights; the engine stays bitwise)
     cache_dir: str = ".cache/microturn"
+    render_workers: int = 0  # processes rendering episodes; 0: one per core
     data: str = ""  # optional: a directory of real recordings (stereo WAV + alignment JSON)
     init_from: str = ""  # optional: a model checkpoint (or "default") whose weights a fresh run starts from
     dtype: str = "bf16"  # autocast for the forward pass (fp32 master weights): "bf16" or "fp32"
@@ -224,7 +225,8 @@ class TrainConfig:
             object.__setattr__(self, "families", tuple(self.families))
         checks = [(self.steps >= 1, "steps"), (self.batch_size >= 1, "batch_size"), (self.lr > 0, "lr"),
                   (0 <= self.min_lr_ratio <= 1, "min_lr_ratio"), (self.warmup_steps >= 0, "warmup_steps"),
-                  (self.episodes >= 1, "episodes"), (self.episode_seconds >= 2, "episode_seconds"),
+                  (self.episodes >= 1, "episodes"), (self.render_workers >= 0, "render_workers"),
+                  (self.episode_seconds >= 2, "episode_seconds"),
                   (self.checkpoint_every >= 1, "checkpoint_every"), (self.eval_every >= 1, "eval_every"),
                   (self.dtype in ("bf16", "fp32"), "dtype"), (0 <= self.pad_weight <= 1, "pad_weight"),
                   (all(isinstance(v, (int, float)) and v >= 0 for v in self.loss_weights.values()),

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,10 +125,24 @@ class WorldData:
         return tensors
 
     def ensure(self, indices, progress: bool = True) -> None:
-        """Render every missing episode among `indices`."""
+        """Render every missing episode among `indices`, in `render_workers` processes (each
+        episode is independent and synthesis is one core's work; 0 means one per core)."""
         missing = [i for i in indices if not self.path(i).exists()]
-        for i in tqdm(missing, desc=f"rendering {self.split} episodes", unit="ep", disable=not progress):
-            self.render(i)
+        workers = min(self.cfg.render_workers or os.cpu_count() or 1, len(missing))
+        bar = tqdm(total=len(missing), desc=f"rendering {self.split} episodes", unit="ep",
+                   disable=not progress)
+        if workers <= 1:
+            for i in missing:
+                self.render(i)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers, initializer=_one_thread) as pool:
+                for _ in pool.map(self._render_quietly, missing, chunksize=4):
+                    bar.update()
+        bar.close()
+
+    def _render_quietly(self, i: int) -> None:
+        self.render(i)  # in a worker: the tensors go to the cache, not back through a pipe
 
     def get(self, i: int) -> dict[str, torch.Tensor]:
         p = self.path(i)
@@ -136,6 +152,10 @@ class WorldData:
             except Exception:  # a damaged cache file is re-rendered, not trusted
                 p.unlink(missing_ok=True)
         return self.render(i)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # a render worker's tensor work is small; the cores are the pool's
 
 
 def _cycle(families: list[str], weights: dict) -> list[str]:
