@@ -1,14 +1,22 @@
 """The browser client in real headless Chromium (Debian's `chromium`, driven by Playwright):
-espeak-ng speech as the fake microphone, model audio and transcript events back, and
-audio actually played by the page's jitter-buffered player."""
+espeak-ng speech as the fake microphone, each connection state a user can meet, the lanes,
+meters and latencies filling from the server's events, the recording it downloads, and
+screenshots at desktop and phone width (written to the test's tmp folder and /tmp/client_shots)."""
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
+import socket
+import threading
+import time
+import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import serving, tiny_server_model
+from conftest import tiny_server_model
 
 from microturn.config import EngineConfig
 from microturn.engine.engine import Engine
@@ -17,75 +25,261 @@ from microturn.streams.audio import wav_bytes
 from microturn.world.tts import EspeakTTS, Voice
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = Path("/tmp/client_shots")
+TOKEN = "s3cret"
 
 
-@pytest.fixture()
-def served():
-    app = create_app(Engine(tiny_server_model(), EngineConfig(max_sessions=2)))
-    with serving(app) as port:
-        yield f"http://127.0.0.1:{port}", app.state.hub
+def writing_model():
+    """The tiny random model with its text and transcript heads narrowed to a few tokens, so
+    it writes words, hears words and delegates sums through the real engine and server (a
+    random head almost never closes a word). Which token wins still depends on the state."""
+    import torch
+
+    from microturn.model.linear import InvariantLinear
+    from microturn.streams.text import ByteTokenizer as T
+
+    model = tiny_server_model()
+    gen = torch.Generator().manual_seed(0)
+
+    def narrowed(head, bias: dict[int, float]):
+        out = InvariantLinear(head.in_features, head.out_features, bias=True)
+        with torch.no_grad():
+            out.weight.zero_()
+            out.bias.fill_(-30.0)
+            for tok, b in bias.items():
+                out.weight[tok] = torch.randn(head.in_features, generator=gen) / head.in_features ** 0.5
+                out.bias[tok] = b
+        return out
+
+    model.text_head = narrowed(model.text_head, {T.PAD: 2.0, ord("1"): 1.0, ord("2"): 1.0, ord("+"): 0.5,
+                                                 ord(" "): 1.0, T.DELEGATE: -1.0, T.DELEGATE_END: 0.0})
+    model.transcript_head = narrowed(model.transcript_head, {ord(c): 0.0 for c in "abc"} | {ord(" "): -0.3})
+    return model
 
 
-def test_browser_talks_to_the_model_through_a_fake_microphone(served, tmp_path):
+class Served:
+    """A uvicorn server on a fixed loopback port that a test can stop and start again (the
+    page must see the server go away and come back at the same address)."""
+
+    def __init__(self, app, port: int) -> None:
+        import uvicorn
+        self.app = app
+        self.srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.srv.run, daemon=True)
+        self.thread.start()
+        while not self.srv.started:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.srv.should_exit = True
+        self.thread.join(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mic_wav(tmp_path_factory) -> Path:
+    """Two sentences with pauses: the fake microphone loops it, so you talk, pause, talk."""
+    speech = EspeakTTS().speak("Hello there. What is the capital of France?", Voice("en-us"))
+    gap = np.zeros(12_000, np.float32)
+    wav = tmp_path_factory.mktemp("mic") / "mic.wav"
+    wav.write_bytes(wav_bytes([np.concatenate([speech.audio, gap, speech.audio[:16_000], gap])], 16_000))
+    return wav
+
+
+@pytest.fixture(scope="module")
+def browser(mic_wav):
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "Debian's chromium is required (apt-get install chromium); .ci/run installs it"
-    url, hub = served
-    speech = EspeakTTS().speak("Hello there. What is the capital of France? Tell me a story.", Voice("en-us"))
-    wav = tmp_path / "mic.wav"
-    wav.write_bytes(wav_bytes([np.concatenate([speech.audio, np.zeros(8000, np.float32)])], 16_000))
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"])
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url + "/")
-        assert page.title() == "microturn"
+    with sync_playwright() as pw:  # no fake UI: each context's permissions decide, as a user would
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={mic_wav}",
+            "--autoplay-policy=no-user-gesture-required"])
+        yield b
+        b.close()
+
+
+def open_page(browser, url: str, width: int, height: int, mic: bool = True):
+    ctx = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True,
+                              permissions=["microphone", "camera"] if mic else [])
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    return page, errors
+
+
+SUMMARY = ("(m => ({state: m.state, states: m.states, events: m.events, played: m.played, said: m.said,"
+           " heard: m.heard, latency: m.latency, frames: m.rec && m.rec.frames.length,"
+           " turns: m.rec && m.rec.turns}))(window.microturn)")
+
+
+def wait_for(page, condition: str, timeout_s: float = 20) -> None:
+    """Wait for a JS condition; on timeout say what the page had got so far."""
+    from playwright.sync_api import TimeoutError
+
+    try:
+        page.wait_for_function(condition, timeout=timeout_s * 1000)
+    except TimeoutError:
+        raise AssertionError(f"{condition} not reached in {timeout_s} s: {page.evaluate(SUMMARY)}") from None
+
+
+def wait_state(page, name: str, timeout_s: float = 20) -> None:
+    wait_for(page, f"window.microturn.state === '{name}'", timeout_s)
+
+
+def shot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    SHOTS.mkdir(exist_ok=True)
+    shutil.copy(path, SHOTS / name)
+    print(f"screenshot: {path} (copied to {SHOTS / name})")
+    return path
+
+
+def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
+    engine = Engine(writing_model(), EngineConfig(max_sessions=2))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    server = Served(create_app(engine, max_sessions=1, token=TOKEN), port)
+    try:
+        page, errors = open_page(browser, url, 1280, 900)
+        page.wait_for_selector("#token-row:not([hidden])")  # /healthz says a token is needed
         page.click("#start")
-        page.wait_for_function("window.microturn.events['turn.timing'] >= 20 && window.microturn.played > 0",
-                               timeout=60_000)
+        wait_state(page, "badtoken")
+        page.fill("#token", TOKEN)
+        page.select_option("#camera", index=1)  # the fake camera, picked by keyboard-reachable select
+        page.focus("#start")
+        page.keyboard.press("Enter")
+        wait_state(page, "live")
+        page.wait_for_function("document.getElementById('in-meter').value > -45", timeout=10_000)
+        wait_for(page, "(m => m.rec.turns >= 30 && m.played > 0 && m.rec.frames.length > 5 && m.heard.trim()"
+                 " && m.said.trim() && m.latency.answers.length + m.latency.stops.length > 0)(window.microturn)",
+                 30)
+        wait_for(page, "document.getElementById('out-meter').value > -60", 10)  # the model is heard
+
+        second, second_errors = open_page(browser, url + f"?token={TOKEN}", 1280, 900)
+        second.click("#start")  # one slot, taken by the first page
+        wait_state(second, "full")
+        full_text = second.inner_text("#status")
+        second.context.close()
+
         page.fill("#typed", "hello from the keyboard")
         page.press("#typed", "Enter")
-        page.wait_for_timeout(600)
-        st = page.evaluate("window.microturn")
-        loud = page.evaluate("document.querySelectorAll('#lane-user span.on').length")
+        page.wait_for_timeout(400)
+        desktop = shot(page, tmp_path, "client_desktop.png")
+
+        server.stop()  # the server goes away mid-conversation ...
+        wait_state(page, "reconnecting")
+        reconnect_text = page.inner_text("#status")
+        server = Served(create_app(engine, max_sessions=1, token=TOKEN), port)  # ... and comes back
+        wait_state(page, "live")
+        page.wait_for_function("window.microturn.events['session.started'] === 2", timeout=20_000)
+        page.wait_for_timeout(1000)
+        st = page.evaluate("(m => ({states: m.states, events: m.events, played: m.played, said: m.said,"
+                           " heard: m.heard, latency: m.latency, frames: m.rec.frames.length,"
+                           " answer: document.getElementById('answer-latency').textContent,"
+                           " stop: document.getElementById('stop-latency').textContent}))(window.microturn)")
         page.click("#stop")
-        browser.close()
-    assert not errors, errors
-    assert st["events"]["session.started"] == 1 and st["events"]["output.audio.delta"] >= 20
+        with page.expect_download() as got:
+            page.click("#save-wav")
+        wav_path = tmp_path / got.value.suggested_filename
+        got.value.save_as(wav_path)
+        with page.expect_download() as got:
+            page.click("#save-json")
+        json_path = tmp_path / got.value.suggested_filename
+        got.value.save_as(json_path)
+        timeline = json.loads(json_path.read_text())
+        print(f"recording: {wav_path} and {json_path}")
+        page.context.close()
+    finally:
+        server.stop()
+    assert not errors and not second_errors, errors + second_errors
+    assert st["states"][:4] == ["idle", "connecting", "badtoken", "connecting"]
+    i = st["states"].index("live")
+    assert st["states"][i:] == ["live", "reconnecting", "live"], st["states"]
+    assert "slot" in full_text and "Reconnecting" in reconnect_text
     assert st["played"] > 1600  # > 0.1 s of non-silent model audio came out of the speakers
-    assert loud >= 3  # the page heard the espeak-ng speech on its microphone ...
-    assert hub.metrics.input_audio_s >= 3.0  # ... and streamed it to the server
-    words = st["events"].get("output.transcript.delta", 0)
-    assert words == 0 or st["said"].strip()
+    assert st["frames"] > 5 and st["heard"].strip() and st["said"].strip()
+    n_lat = len(st["latency"]["answers"]) + len(st["latency"]["stops"])
+    assert n_lat > 0 and (st["answer"] != "–" or st["stop"] != "–")
+    assert desktop.stat().st_size > 20_000
+
+    with wave.open(io.BytesIO(wav_path.read_bytes())) as w:  # RIFF, stereo, 16 kHz PCM16
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 16_000)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    assert wav_path.read_bytes()[:4] == b"RIFF"
+    assert np.abs(pcm[:, 0]).max() > 3000  # your espeak-ng speech on the left ...
+    assert np.abs(pcm[:, 1]).max() > 30  # ... the model's audio on the right
+    assert abs(timeline["duration"] - len(pcm) / 16_000) < 0.01
+    kinds = {e["kind"] for e in timeline["events"]}
+    assert {"model_word", "heard_word", "user_text", "model_speech"} <= kinds
+    assert all(set(e) == {"t", "kind", "text", "end"} and 0 <= e["t"] <= timeline["duration"]
+               for e in timeline["events"])
 
 
-def test_timeline_page_renders_in_chromium(tmp_path):
+def test_client_on_a_phone_mic_denied_then_live(browser, tmp_path):
+    engine = Engine(writing_model(), EngineConfig(max_sessions=1))
+    port = free_port()
+    server = Served(create_app(engine), port)
+    try:
+        page, errors = open_page(browser, f"http://127.0.0.1:{port}/", 390, 844, mic=False)
+        page.click("#start")
+        wait_state(page, "micdenied")
+        denied = page.inner_text("#status")
+        assert page.is_hidden("#token-row")  # no --token: no token field
+        shot(page, tmp_path, "client_phone_denied.png")
+        page.context.close()
+
+        page, errors2 = open_page(browser, f"http://127.0.0.1:{port}/", 390, 844)
+        page.click("#start")
+        wait_state(page, "live")
+        page.wait_for_function("window.microturn.rec.turns >= 25", timeout=20_000)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        phone = shot(page, tmp_path, "client_phone.png")
+        # the latency rule on a hand-made grid: you talk in turns 0-2, the model starts at 5;
+        # it talks 8-14, you cut in at 10, it stops at 12 (speaks through 11)
+        lat = page.evaluate("""import('./record.js').then(r => {
+            const loud = Array(16).fill(false), speaking = Array(16).fill(false);
+            [0, 1, 2, 10, 11].forEach(k => { loud[k] = true; });
+            [5, 6, 8, 9, 10, 11].forEach(k => { speaking[k] = true; });
+            return r.latencies(loud, speaking); })""")
+        page.click("#stop")
+        page.context.close()
+    finally:
+        server.stop()
+    assert not errors and not errors2, errors + errors2
+    assert "Microphone blocked" in denied and "Allow" in denied
+    assert width <= 390  # nothing wider than the phone: no sideways scrolling
+    assert phone.stat().st_size > 10_000
+    assert [a["s"] for a in lat["answers"]] == [0.4] and [a["at"] for a in lat["answers"]] == [1.0]
+    assert [s["s"] for s in lat["stops"]] == [0.4] and [s["at"] for s in lat["stops"]] == [2.0]
+
+
+def test_timeline_page_renders_in_chromium(browser, tmp_path):
     """The HTML timeline of `microturn bench --timeline` and `microturn demo` as a person sees it:
     every lane drawn, spans where the speech was, words under them, nothing broken."""
-    from playwright.sync_api import sync_playwright
-
     from microturn.viz import Lane, write_html
 
-    assert CHROMIUM, "Debian's chromium is required (apt-get install chromium); .ci/run installs it"
     lanes = [Lane("user", [(0.0, 1.5), (4.0, 5.0)], [(0.0, "what"), (0.6, "is"), (4.0, "stop")]),
              Lane("microturn", [(1.8, 4.2)], [(1.8, "Paris <b>")]),
              Lane("vad_harness", [(2.1, 4.1)], [(2.1, "Paris")]),
              Lane("background", [], [(2.5, "delegation: 2**32")])]
     page_path = write_html(tmp_path / "t.html", "turn_taking_capital — turn_taking", 6.0, lanes, ["scores: {}"])
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM)
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(page_path.as_uri())
-        rects = page.evaluate("[...document.querySelectorAll('svg rect')].map(r => {"
-                              "const b = r.getBoundingClientRect(); return [b.x, b.width, b.height]; })")
-        labels = page.evaluate("[...document.querySelectorAll('svg text')].map(t => t.textContent)")
-        shot = page.screenshot(full_page=True)
-        browser.close()
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(page_path.as_uri())
+    rects = page.evaluate("[...document.querySelectorAll('svg rect')].map(r => {"
+                          "const b = r.getBoundingClientRect(); return [b.x, b.width, b.height]; })")
+    labels = page.evaluate("[...document.querySelectorAll('svg text')].map(t => t.textContent)")
+    shot = page.screenshot(full_page=True)
+    page.close()
     assert not errors
     assert len(rects) == 4 and all(w > 0 and h > 0 for _, w, h in rects)
     (ux, uw, _), _, (mx, mw, _), _ = rects

@@ -66,8 +66,11 @@ def create_app(engine: Engine, max_sessions: int | None = None, token: str | Non
 
     @app.get("/healthz")
     async def healthz():
-        return JSONResponse({"status": "ok", "live_sessions": len(hub.live), "max_sessions": hub.max_sessions,
-                             "free_slots": hub.max_sessions - hub.occupied})
+        # token_required lets the browser client ask for a token before the refused handshake
+        return JSONResponse({"status": "ok", "live_sessions": len(hub.live),
+                             "max_sessions": hub.max_sessions,
+                             "free_slots": hub.max_sessions - hub.occupied,
+                             "token_required": token is not None})
 
     @app.get("/metrics")
     async def metrics():

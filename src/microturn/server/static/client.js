@@ -1,18 +1,50 @@
 // The browser client: mic (AudioWorklet, echo cancellation requested), optional camera
-// frames, playback through a jitter buffer, and a live timeline. No build step.
+// frames, playback through a jitter buffer, connection states with a reason for each, live
+// lanes, meters and latencies, and a downloadable recording. No build step.
 "use strict";
+import {Lanes} from "./lanes.js";
+import {Recording, TURN_S} from "./record.js";
 
-const RATE = 16000;  // the model's rate: the AudioContext resamples the mic and plays the model at it
-const LANE_TURNS = 150;  // 30 s of micro-turns on screen
-const state = window.microturn = {events: {}, played: 0, underruns: 0, said: "", tasks: []};
-let ws, ctx, mic, player, stream, cameraTimer, userLoud = false, bgActive = 0;
-
+const RATE = 16000;  // the model's rate: the AudioContext resamples the mic and plays the model
+const RECONNECT = ["server_shutdown", "server_draining"];  // this replica goes away: find another
+const MESSAGES = {
+  idle: ["Ready", "Press Start and talk: the model listens while it speaks, so you can interrupt " +
+    "it."],
+  connecting: ["Connecting", "Opening a conversation with the server…"],
+  live: ["Live", "Talk any time. The model hears you even while it is speaking."],
+  reconnecting: ["Reconnecting", "Lost the server."],
+  full: ["Server full", "Every conversation slot on this server is taken. Try again in a minute."],
+  badtoken: ["Token needed", "The server refused the access token. Enter the token it was " +
+    "started with (--token) and press Start."],
+  micdenied: ["Microphone blocked", "The browser did not allow the microphone. Allow it for this " +
+    "site (the icon left of the address), then press Start."],
+  nomic: ["No microphone", "No microphone was found. Connect one, pick it under Microphone, then " +
+    "press Start."],
+  ended: ["Ended", "The server ended the conversation."],
+  error: ["Error", "Something went wrong."],
+};
+const state = window.microturn = {events: {}, played: 0, underruns: 0, said: "", heard: "",
+  tasks: [], state: "idle", states: ["idle"], rec: null, level: {in: -120, out: -120}, latency: {}};
+let ws = null, ctx, mic, player, source, stream, cameraTimer, inTap, outTap;
+let running = false, attempts = 0, retryTimer = null, lastChunkAt = 0;
 const $ = (id) => document.getElementById(id);
-const status = (text) => { $("status").textContent = text; };
+const lanes = new Lanes($("lanes"));
+
+function setState(name, detail) {
+  const [title, text] = MESSAGES[name];
+  state.state = name;
+  if (state.states[state.states.length - 1] !== name) state.states.push(name);
+  document.body.dataset.state = name;
+  $("state-name").textContent = title;
+  $("state-message").textContent = detail || text;
+  if (name === "badtoken") $("token-row").hidden = false;
+}
 
 function b64(bytes) {
   let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
   return btoa(s);
 }
 
@@ -31,86 +63,264 @@ function floats(base64) {
   return out;
 }
 
-function tick(lane, on) {
-  const el = $(lane), cell = document.createElement("span");
-  if (on) cell.className = "on";
-  el.appendChild(cell);
-  while (el.childNodes.length > LANE_TURNS) el.removeChild(el.firstChild);
+async function health() {
+  try {
+    const r = await fetch("healthz", {cache: "no-store"});  // a draining server answers 503
+    return r.ok || r.status === 503 ? await r.json() : null;
+  } catch (e) {
+    return null;
+  }
 }
 
-function onEvent(msg) {
-  state.events[msg.type] = (state.events[msg.type] || 0) + 1;
-  if (msg.type === "output.audio.delta") player.port.postMessage(floats(msg.audio));
-  else if (msg.type === "output.transcript.delta") { state.said += msg.text; $("said").textContent = state.said; }
-  else if (msg.type.startsWith("delegation.")) {
-    const kind = msg.type.split(".")[1];
-    bgActive += kind === "created" ? 1 : (["done", "failed", "cancelled"].includes(kind) ? -1 : 0);
-    state.tasks.push(`${msg.t.toFixed(1)} s  ${msg.task_id} ${kind} ${msg.text || ""}`);
-    $("tasks").textContent = state.tasks.join("\n");
-  } else if (msg.type === "turn.timing") {
-    tick("lane-user", userLoud); tick("lane-model", msg.speaking); tick("lane-bg", bgActive > 0);
-    status(`live · turn ${msg.turn} · ${msg.compute_ms.toFixed(0)} ms compute${msg.missed_deadline ? " · late" : ""}`);
-  } else if (msg.type === "error") status(`error: ${msg.message}`);
+// ---- devices --------------------------------------------------------------------------
+async function listDevices() {
+  if (!navigator.mediaDevices?.enumerateDevices) return;
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  const pickers = [["mic", "audioinput", "Default microphone"], ["camera", "videoinput", "Off"]];
+  for (const [id, kind, first] of pickers) {
+    const sel = $(id), keep = sel.value;
+    const found = devices.filter((d) => d.kind === kind && d.deviceId);
+    sel.replaceChildren(new Option(first, ""), ...found.map((d, i) =>
+      new Option(d.label || `${id === "mic" ? "Microphone" : "Camera"} ${i + 1}`, d.deviceId)));
+    sel.value = [...sel.options].some((o) => o.value === keep) ? keep : "";
+  }
 }
 
-async function start() {
-  $("start").disabled = true;
-  status("starting…");
-  ctx = new AudioContext({sampleRate: RATE});
-  await ctx.audioWorklet.addModule("worklets.js");
-  stream = await navigator.mediaDevices.getUserMedia({
-    audio: {echoCancellation: true, noiseSuppression: true, channelCount: 1},
-    video: $("camera").checked ? {width: 320, height: 240} : false});
-  mic = new AudioWorkletNode(ctx, "mic-capture");
-  player = new AudioWorkletNode(ctx, "player");
-  player.port.onmessage = (e) => { state.played = e.data.played; state.underruns = e.data.underruns; };
-  ctx.createMediaStreamSource(stream).connect(mic);
-  player.connect(ctx.destination);
-  const proto = location.protocol === "https:" ? "wss" : "ws";
-  const token = new URLSearchParams(location.search).get("token");
-  ws = new WebSocket(`${proto}://${location.host}/v1/ws${token ? "?token=" + encodeURIComponent(token) : ""}`);
-  ws.onopen = () => ws.send(JSON.stringify({type: "session.start", sample_rate: RATE}));
-  ws.onmessage = (e) => onEvent(JSON.parse(e.data));
-  ws.onclose = () => { status("closed"); stop(); };
-  mic.port.onmessage = (e) => {
-    let sum = 0;
-    for (const v of e.data) sum += v * v;
-    userLoud = 10 * Math.log10(sum / e.data.length + 1e-12) > -40;
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({type: "input.audio", audio: b64(pcm16(e.data))}));
-  };
-  if ($("camera").checked) startCamera();
-  $("stop").disabled = false;
+async function openMedia() {
+  const micId = $("mic").value, camId = $("camera").value;
+  const next = await navigator.mediaDevices.getUserMedia({
+    audio: {echoCancellation: true, noiseSuppression: true, channelCount: 1,
+      ...(micId ? {deviceId: {exact: micId}} : {})},
+    video: camId ? {deviceId: {exact: camId}, width: 320, height: 240} : false});
+  if (stream) stream.getTracks().forEach((t) => t.stop());
+  stream = next;
+  if (source) source.disconnect();
+  if (ctx) {
+    source = ctx.createMediaStreamSource(stream);
+    source.connect(mic);
+    source.connect(inTap);
+  }
+  startCamera(!!camId);
 }
 
-function startCamera() {
+function startCamera(on) {
+  clearInterval(cameraTimer);
   const video = $("preview"), canvas = document.createElement("canvas");
+  video.srcObject = on ? stream : null;
+  $("camera-box").hidden = !on;
+  if (!on) return;
+  video.play().catch(() => {});
   canvas.width = canvas.height = 80;  // the model's frame; the server resizes anything else
-  video.srcObject = stream;
-  video.play();
   cameraTimer = setInterval(() => {
-    if (!ws || ws.readyState !== WebSocket.OPEN || video.readyState < 2) return;
+    if (state.state !== "live" || !ws || video.readyState < 2) return;
     canvas.getContext("2d").drawImage(video, 0, 0, 80, 80);
     const jpeg = canvas.toDataURL("image/jpeg", 0.8).split(",")[1];
     ws.send(JSON.stringify({type: "input.video", jpeg}));
+    state.rec.frames.push(state.rec.user.length * TURN_S);
   }, 200);
 }
 
-function stop() {
-  clearInterval(cameraTimer);
-  if (mic) { mic.port.onmessage = null; mic.disconnect(); }
-  if (ws && ws.readyState === WebSocket.OPEN) { ws.send(JSON.stringify({type: "session.end"})); ws.close(); }
-  if (stream) stream.getTracks().forEach((t) => t.stop());
-  if (ctx) ctx.close();
-  ws = ctx = stream = mic = null;
-  $("start").disabled = false;
-  $("stop").disabled = true;
+// ---- the conversation -----------------------------------------------------------------
+async function start() {
+  if (running) return;
+  $("start").disabled = true;
+  setState("connecting", "Asking for the microphone…");
+  try {
+    ctx = new AudioContext({sampleRate: RATE});
+    await ctx.audioWorklet.addModule("worklets.js");
+    mic = new AudioWorkletNode(ctx, "mic-capture");
+    player = new AudioWorkletNode(ctx, "player");
+    inTap = ctx.createAnalyser();
+    outTap = ctx.createAnalyser();
+    player.connect(ctx.destination);
+    player.connect(outTap);
+    await openMedia();
+  } catch (e) {
+    const denied = ["NotAllowedError", "SecurityError"].includes(e.name);
+    const missing = ["NotFoundError", "OverconstrainedError", "NotReadableError"].includes(e.name);
+    teardown();
+    if (denied || missing) setState(denied ? "micdenied" : "nomic");
+    else setState("error", `Could not start: ${e.message}`);
+    return;
+  }
+  await listDevices();  // labels are readable once access is granted
+  running = true;
+  attempts = 0;
+  state.rec = lanes.rec = new Recording(RATE);
+  player.port.onmessage = (e) => {
+    state.played = e.data.played;
+    state.underruns = e.data.underruns;
+  };
+  mic.port.onmessage = (e) => {
+    state.rec.addUser(e.data);
+    lastChunkAt = performance.now();
+    if (state.state !== "live" || !ws) return;  // reconnecting: recorded, not sent
+    ws.send(JSON.stringify({type: "input.audio", audio: b64(pcm16(e.data))}));
+  };
+  $("stop").disabled = false;
+  connect();
+  requestAnimationFrame(frame);
 }
 
-$("start").onclick = () => start().catch((e) => { status(`could not start: ${e.message}`); $("start").disabled = false; });
-$("stop").onclick = stop;
-$("typed").onkeydown = (e) => {
-  if (e.key === "Enter" && ws && ws.readyState === WebSocket.OPEN && e.target.value.trim()) {
-    ws.send(JSON.stringify({type: "input.text", text: e.target.value.trim()}));
-    e.target.value = "";
+function connect() {
+  clearTimeout(retryTimer);
+  if (attempts) setState("reconnecting", `Trying again (attempt ${attempts})…`);
+  else setState("connecting");
+  const token = $("token").value.trim();
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const base = location.pathname.replace(/[^/]*$/, "");
+  const query = token ? `?token=${encodeURIComponent(token)}` : "";
+  const sock = ws = new WebSocket(`${proto}://${location.host}${base}v1/ws${query}`);
+  let opened = false, ending = null;
+  sock.onopen = () => {
+    opened = true;
+    state.rec.sessionOpened();
+    sock.send(JSON.stringify({type: "session.start", sample_rate: RATE}));
+  };
+  sock.onmessage = (e) => {
+    const msg = JSON.parse(e.data);
+    const err = msg.type === "error" ? msg.code : null;
+    if (err === "server_full") ending = ["full", ""];
+    else if (err && err !== "bad_message" && !RECONNECT.includes(err)) {
+      ending = ["ended", msg.message];  // idle_timeout, session_too_long: the server ended it
+    }
+    onEvent(msg);
+  };
+  sock.onclose = async () => {
+    if (sock !== ws || !running) return;  // replaced, or the user pressed Stop
+    ws = null;
+    if (ending) { teardown(); setState(...ending); return; }
+    const h = opened ? true : await health();  // refused before it opened: the token, or no server
+    if (!running) return;
+    if (h && h.token_required && h.status !== "draining") {
+      teardown();
+      setState("badtoken");
+      return;
+    }
+    attempts++;
+    const wait = Math.min(8, 0.5 * 2 ** (attempts - 1));
+    const why = !h ? "Cannot reach the server" : h.status === "draining" ?
+      "The server is shutting down" : "The connection dropped";
+    setState("reconnecting", `${why}; trying again in ${wait} s. Your microphone is still ` +
+      "being recorded.");
+    retryTimer = setTimeout(connect, wait * 1000);
+  };
+}
+
+function onEvent(msg) {
+  const rec = state.rec;
+  state.events[msg.type] = (state.events[msg.type] || 0) + 1;
+  if (msg.type === "session.started") {
+    attempts = 0;
+    player.port.postMessage("flush");  // nothing of an older session plays into this one
+    setState("live");
+  } else if (msg.type === "output.audio.delta") {
+    const x = floats(msg.audio);
+    player.port.postMessage(x);
+    rec.addModel(msg.turn, x);
+  } else if (msg.type === "output.transcript.delta" || msg.type === "input.transcript.delta") {
+    const said = msg.type.startsWith("output"), key = said ? "said" : "heard";
+    const text = msg.text.replace(/\p{Cc}/gu, "\ufffd");  // a raw control byte would garble the log
+    rec.addEvent(rec.seconds(msg.t), said ? "model_word" : "heard_word", text.trim());
+    state[key] += text;
+    $(key).textContent = state[key];
+  } else if (msg.type.startsWith("delegation.")) {
+    rec.addTask(msg);
+    const kind = msg.type.split(".")[1];
+    const at = rec.seconds(msg.t).toFixed(1);
+    state.tasks.push(`${at} s  ${msg.task_id} ${kind} ${msg.text || ""}`);
+    $("tasks").textContent = state.tasks.join("\n");
+  } else if (msg.type === "turn.timing") {
+    rec.addTiming(msg);
+    state.latency = rec.latencies();
+    const last = (xs) => xs.length ?
+      `${xs[xs.length - 1].s.toFixed(1)} s (${xs.length} so far)` : "–";
+    $("answer-latency").textContent = last(state.latency.answers);
+    $("stop-latency").textContent = last(state.latency.stops);
+    $("missed").textContent = String(rec.missed.length);
+    $("compute").textContent = `${msg.compute_ms.toFixed(0)} ms`;
+  } else if (msg.type === "error" && msg.code === "bad_message") {
+    $("state-message").textContent = `The server could not read a message: ${msg.message}`;
   }
+}
+
+function teardown() {
+  running = false;
+  clearTimeout(retryTimer);
+  clearInterval(cameraTimer);
+  if (mic) { mic.port.onmessage = null; mic.disconnect(); }
+  const sock = ws;
+  ws = null;
+  if (sock && sock.readyState === WebSocket.OPEN) {
+    sock.send(JSON.stringify({type: "session.end"}));
+    sock.close();
+  }
+  if (stream) stream.getTracks().forEach((t) => t.stop());
+  if (ctx) ctx.close();
+  ctx = stream = mic = source = null;
+  $("preview").srcObject = null;
+  $("camera-box").hidden = true;
+  $("start").disabled = false;
+  $("stop").disabled = true;
+  const has = !!(state.rec && state.rec.turns);
+  $("save-wav").disabled = $("save-json").disabled = !has;
+}
+
+// ---- meters, lanes, recording ---------------------------------------------------------
+function level(tap) {
+  if (!tap) return -120;
+  const buf = new Float32Array(tap.fftSize);
+  tap.getFloatTimeDomainData(buf);
+  let sum = 0;
+  for (const v of buf) sum += v * v;
+  return 10 * Math.log10(sum / buf.length + 1e-12);
+}
+
+function frame() {
+  state.level = {in: level(inTap), out: level(outTap)};
+  for (const [id, db] of [["in", state.level.in], ["out", state.level.out]]) {
+    $(`${id}-meter`).value = Math.max(-60, db);
+    $(`${id}-db`).textContent = db > -60 ? `${db.toFixed(0)} dBFS` : "silent";
+  }
+  const rec = state.rec;
+  const since = Math.min(TURN_S, (performance.now() - lastChunkAt) / 1000);  // smooth scrolling
+  if (rec) lanes.draw(rec.user.length * TURN_S + since);
+  if (running) requestAnimationFrame(frame);
+}
+
+function download(blob, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+const stamp = () => new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
+$("save-wav").onclick = () => download(state.rec.wav(), `microturn-${stamp()}.wav`);
+$("save-json").onclick = () => download(new Blob([JSON.stringify(state.rec.timeline(), null, 1)],
+  {type: "application/json"}), `microturn-${stamp()}-timeline.json`);
+$("start").onclick = start;
+$("stop").onclick = () => {
+  teardown();
+  setState("idle", "Stopped. Download the recording below, or press Start.");
 };
+$("say").onsubmit = (e) => {
+  e.preventDefault();
+  const text = $("typed").value.trim();
+  if (!text || state.state !== "live") return;
+  ws.send(JSON.stringify({type: "input.text", text}));
+  state.rec.addEvent(state.rec.user.length * TURN_S, "user_text", text);
+  $("typed").value = "";
+};
+for (const id of ["mic", "camera"]) {  // a new pick while live swaps the device in place
+  $(id).onchange = () => { if (running) openMedia().catch((e) => setState("error", e.message)); };
+}
+navigator.mediaDevices?.addEventListener?.("devicechange", listDevices);
+
+$("token").value = new URLSearchParams(location.search).get("token") || "";
+if ($("token").value) $("token-row").hidden = false;
+health().then((h) => { if (h && h.token_required) $("token-row").hidden = false; });
+listDevices();
+const redraw = () => lanes.draw(state.rec ? state.rec.user.length * TURN_S : 0);
+new ResizeObserver(redraw).observe($("lanes"));
