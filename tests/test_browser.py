@@ -180,6 +180,9 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
         server = Served(create_app(engine, max_sessions=1, token=TOKEN), port)  # ... and comes back
         wait_state(page, "live")
         page.wait_for_function("window.microturn.events['session.started'] === 2", timeout=20_000)
+        page.select_option("#camera", "")  # the camera off while live: same session, no frames
+        wait_for(page, "document.getElementById('camera-box').hidden", 5)
+        frames_off = page.evaluate("window.microturn.rec.frames.length")
         page.wait_for_timeout(1000)
         st = page.evaluate("(m => ({states: m.states, events: m.events, played: m.played, said: m.said,"
                            " heard: m.heard, latency: m.latency, frames: m.rec.frames.length,"
@@ -205,6 +208,7 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
     assert st["states"][i:] == ["live", "reconnecting", "live"], st["states"]
     assert "slot" in full_text and "Reconnecting" in reconnect_text
     assert st["played"] > 1600  # > 0.1 s of non-silent model audio came out of the speakers
+    assert st["events"]["session.started"] == 2 and st["frames"] == frames_off  # no new session
     assert st["frames"] > 5 and st["heard"].strip() and st["said"].strip()
     n_lat = len(st["latency"]["answers"]) + len(st["latency"]["stops"])
     assert n_lat > 0 and (st["answer"] != "–" or st["stop"] != "–")
