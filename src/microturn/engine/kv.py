@@ -32,11 +32,14 @@ class TurnPlan:
 
 class KVPool:
     def __init__(self, cfg: ModelConfig, slots: int, dtype: torch.dtype = torch.float32,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", extra: int = 0) -> None:
+        """`extra` slots past `slots` are never handed out: CUDA-graph padding rows read them,
+        and the last one takes writes that must land nowhere (see engine.graphs)."""
         self.window = AttentionWindow(cfg.layout.tokens_per_turn, cfg.sink_turns, cfg.window_turns)
-        self.slots = slots
-        self.groups, self.head_dim, self.rope_base = cfg.n_heads // cfg.n_kv_heads, cfg.head_dim, cfg.rope_base
-        shape = (slots, cfg.n_kv_heads, self.window.keys, cfg.head_dim)
+        self.slots, self.dtype, self.device = slots, dtype, torch.device(device)
+        self.groups, self.head_dim = cfg.n_heads // cfg.n_kv_heads, cfg.head_dim
+        self.rope_base = cfg.rope_base
+        shape = (slots + extra, cfg.n_kv_heads, self.window.keys, cfg.head_dim)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
         self._free = list(range(slots))
@@ -48,6 +51,14 @@ class KVPool:
     @property
     def bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
+
+    @property
+    def bytes_per_session(self) -> int:
+        return sum(t[0].numel() * t.element_size() for t in self.k + self.v)
+
+    @property
+    def scratch_slot(self) -> int:
+        return self.k[0].shape[0] - 1
 
     def acquire(self) -> int:
         """The lowest free slot, so live sessions stay packed and a step reads one view."""
@@ -74,30 +85,45 @@ class KVPool:
     def step(self, slots: list[int], positions: torch.Tensor, valid: torch.Tensor) -> KVStep:
         """Everything the attention layers need to append `positions` [B, M] (`valid` rows only)."""
         write_b, write_m = valid.nonzero(as_tuple=True)
-        cos, sin = rope_angles(positions, self.head_dim, self.rope_base)
+        cos, sin = self._angles(positions)
         return KVStep(
-            k=self.k, v=self.v, slots=torch.tensor(slots), first_slot=self._first(slots), positions=positions,
-            write_b=write_b, write_m=write_m, write_index=self.window.cache_index(positions[write_b, write_m]),
-            bias=self._grouped(mask_bias(self.window.key_mask(positions))), cos=cos, sin=sin)
+            k=self.k, v=self.v, slots=self._tensor(slots), first_slot=self._first(slots),
+            positions=positions, write_b=write_b, write_m=write_m,
+            write_index=self.window.cache_index(positions[write_b, write_m]),
+            bias=self._grouped(self._bias(positions)), cos=cos, sin=sin)
+
+    def _tensor(self, slots: list[int]) -> torch.Tensor:
+        return torch.tensor(slots, device=self.device)
+
+    def _angles(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotary angles in the pool's dtype (a no-op in fp32), so rotated keys store as is."""
+        cos, sin = rope_angles(positions, self.head_dim, self.rope_base)
+        return cos.to(self.dtype), sin.to(self.dtype)
+
+    def _bias(self, positions: torch.Tensor) -> torch.Tensor:
+        return mask_bias(self.window.key_mask(positions)).to(self.dtype)
 
     def plan(self, slots: list[int], turns: torch.Tensor) -> TurnPlan:
         tpt = self.window.tokens_per_turn
         base = turns * tpt
-        positions = base[:, None] + torch.arange(tpt)
-        cos, sin = rope_angles(positions, self.head_dim, self.rope_base)
-        return TurnPlan(torch.tensor(slots), self._first(slots), base, self.window.cache_index(base),
-                        mask_bias(self.window.key_mask(positions)), cos, sin)
+        positions = base[:, None] + torch.arange(tpt, device=base.device)
+        cos, sin = self._angles(positions)
+        return TurnPlan(self._tensor(slots), self._first(slots), base,
+                        self.window.cache_index(base),
+                        self._bias(positions), cos, sin)
 
     def rows(self, plan: TurnPlan, first: int, count: int, pad: int = 0) -> KVStep:
         """Append tokens first .. first + count - 1 of the planned turn for every session;
         `pad` extra rows repeat the last token and write nothing."""
-        idx = torch.arange(first, first + count)
+        dev = plan.base.device
+        idx = torch.arange(first, first + count, device=dev)
         if pad:
             idx = torch.cat([idx, idx[-1:].expand(pad)])
         b = plan.slots.numel()
-        write_b = torch.arange(b).repeat_interleave(count)
-        write_m = torch.arange(count).repeat(b)
+        write_b = torch.arange(b, device=dev).repeat_interleave(count)
+        write_m = torch.arange(count, device=dev).repeat(b)
         return KVStep(
-            k=self.k, v=self.v, slots=plan.slots, first_slot=plan.first_slot, positions=plan.base[:, None] + idx,
-            write_b=write_b, write_m=write_m, write_index=plan.cache_base[write_b] + write_m + first,
+            k=self.k, v=self.v, slots=plan.slots, first_slot=plan.first_slot,
+            positions=plan.base[:, None] + idx, write_b=write_b, write_m=write_m,
+            write_index=plan.cache_base[write_b] + write_m + first,
             bias=self._grouped(plan.bias[:, idx]), cos=plan.cos[:, idx], sin=plan.sin[:, idx])

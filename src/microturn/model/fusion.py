@@ -98,7 +98,8 @@ class TurnEmbedder(nn.Module):
 
     def time(self, turn: torch.Tensor) -> torch.Tensor:
         """The time embedding of turns [...] -> [..., d] (the engine computes it once a step)."""
-        return time_features(turn, self.time_gain.shape[0], self.cfg.layout.turn_seconds) * self.time_gain
+        feats = time_features(turn, self.time_gain.shape[0], self.cfg.layout.turn_seconds)
+        return feats.to(self.time_gain.dtype) * self.time_gain  # a bf16 engine's model: bf16 out
 
     def finish(self, content: torch.Tensor, slot0: int, time: torch.Tensor) -> torch.Tensor:
         """content [..., n, d] in slots slot0.. of a turn with time embedding `time` [..., d]."""

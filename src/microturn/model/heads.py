@@ -47,8 +47,7 @@ class FlowHead(nn.Module):
 
     def _modulations(self, c: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
         """(shift, 1 + scale, gate) per block and (shift, 1 + scale) for the output, from silu(c)."""
-        ada_w = torch.cat([b.ada.weight for b in self.blocks] + [self.final_ada.weight])
-        ada_b = torch.cat([b.ada.bias for b in self.blocks] + [self.final_ada.bias])
+        ada_w, ada_b = self._ada()
         sizes = [b.ada.out_features for b in self.blocks] + [self.final_ada.out_features]
         mods = []
         for m in F.linear(F.silu(c), ada_w, ada_b).split(sizes, dim=-1):
@@ -56,6 +55,20 @@ class FlowHead(nn.Module):
             parts[1] = parts[1] + 1
             mods.append(tuple(parts))
         return mods
+
+    def _ada(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every adaLN layer's weight and bias, concatenated. Without grad the concatenation
+        is kept (it was ~3 MB of copying per draw) until a weight changes in place (an
+        optimiser step bumps its version) or moves (.to())."""
+        layers = [b.ada for b in self.blocks] + [self.final_ada]
+        params = [p for layer in layers for p in (layer.weight, layer.bias)]
+        if torch.is_grad_enabled():
+            return torch.cat(params[0::2]), torch.cat(params[1::2])
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        if getattr(self, "_ada_key", None) != key:
+            self._ada_cache = (torch.cat(params[0::2]), torch.cat(params[1::2]))
+            self._ada_key = key
+        return self._ada_cache
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self._run(x_t, self._modulations(self.time(timestep_features(t)) + self.cond(cond)))

@@ -50,7 +50,7 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
 
 def mask_bias(mask: torch.Tensor) -> torch.Tensor:
     """0 where a key is visible, -inf where not: adding it equals masked_fill, bit for bit."""
-    return torch.zeros(mask.shape).masked_fill_(~mask, float("-inf"))
+    return torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
 @dataclass
@@ -68,6 +68,7 @@ class KVStep:
     bias: torch.Tensor  # [B, 1, G*M, keys]: 0 for visible keys, -inf for the rest
     cos: torch.Tensor  # [B, M, 1, head_dim / 2] rotary angles of the appended tokens
     sin: torch.Tensor
+    write_slot: torch.Tensor | None = None  # [n] pool slot of each write (default: slots[write_b])
 
     def read(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         k, v = self.k[layer], self.v[layer]
@@ -78,7 +79,7 @@ class KVStep:
 
     def write(self, layer: int, k_new: torch.Tensor, v_new: torch.Tensor) -> None:
         """k_new, v_new: [B, M, kv_heads, head_dim]."""
-        slot = self.slots[self.write_b]
+        slot = self.slots[self.write_b] if self.write_slot is None else self.write_slot
         self.k[layer][slot, :, self.write_index] = k_new[self.write_b, self.write_m]
         self.v[layer][slot, :, self.write_index] = v_new[self.write_b, self.write_m]
 
