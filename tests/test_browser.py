@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import socket
 import threading
@@ -167,6 +168,7 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
         second.click("#start")  # one slot, taken by the first page
         wait_state(second, "full")
         full_text = second.inner_text("#status")
+        shot(second, tmp_path, "client_full.png")
         second.context.close()
 
         page.fill("#typed", "hello from the keyboard")
@@ -177,6 +179,7 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
         server.stop()  # the server goes away mid-conversation ...
         wait_state(page, "reconnecting")
         reconnect_text = page.inner_text("#status")
+        shot(page, tmp_path, "client_reconnecting.png")
         server = Served(create_app(engine, max_sessions=1, token=TOKEN), port)  # ... and comes back
         wait_state(page, "live")
         page.wait_for_function("window.microturn.events['session.started'] === 2", timeout=20_000)
@@ -187,7 +190,8 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
         st = page.evaluate("(m => ({states: m.states, events: m.events, played: m.played, said: m.said,"
                            " heard: m.heard, latency: m.latency, frames: m.rec.frames.length,"
                            " answer: document.getElementById('answer-latency').textContent,"
-                           " stop: document.getElementById('stop-latency').textContent}))(window.microturn)")
+                           " stop: document.getElementById('stop-latency').textContent,"
+                           " lag: document.getElementById('lag').textContent}))(window.microturn)")
         page.click("#stop")
         with page.expect_download() as got:
             page.click("#save-wav")
@@ -212,6 +216,7 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
     assert st["frames"] > 5 and st["heard"].strip() and st["said"].strip()
     n_lat = len(st["latency"]["answers"]) + len(st["latency"]["stops"])
     assert n_lat > 0 and (st["answer"] != "–" or st["stop"] != "–")
+    assert re.fullmatch(r"\d+\.\d s", st["lag"])  # how far the model's clock is behind the mic
     assert desktop.stat().st_size > 20_000
 
     with wave.open(io.BytesIO(wav_path.read_bytes())) as w:  # RIFF, stereo, 16 kHz PCM16

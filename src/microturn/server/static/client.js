@@ -238,6 +238,7 @@ function onEvent(msg) {
     $("answer-latency").textContent = last(state.latency.answers);
     $("stop-latency").textContent = last(state.latency.stops);
     $("missed").textContent = String(rec.missed.length);
+    $("lag").textContent = `${rec.lag().toFixed(1)} s`;
     $("compute").textContent = `${msg.compute_ms.toFixed(0)} ms`;
   } else if (msg.type === "error" && msg.code === "bad_message") {
     $("state-message").textContent = `The server could not read a message: ${msg.message}`;
@@ -257,9 +258,13 @@ function teardown() {
   }
   if (stream) stream.getTracks().forEach((t) => t.stop());
   if (ctx) ctx.close();
-  ctx = stream = mic = source = null;
+  ctx = stream = mic = source = inTap = outTap = null;
   $("preview").srcObject = null;
   $("camera-box").hidden = true;
+  for (const id of ["in", "out"]) {
+    $(`${id}-meter`).value = -60;
+    $(`${id}-db`).textContent = "–";
+  }
   $("start").disabled = false;
   $("stop").disabled = true;
   const has = !!(state.rec && state.rec.turns);
@@ -277,6 +282,7 @@ function level(tap) {
 }
 
 function frame() {
+  if (!running) return;
   state.level = {in: level(inTap), out: level(outTap)};
   for (const [id, db] of [["in", state.level.in], ["out", state.level.out]]) {
     $(`${id}-meter`).value = Math.max(-60, db);
@@ -285,7 +291,7 @@ function frame() {
   const rec = state.rec;
   const since = Math.min(TURN_S, (performance.now() - lastChunkAt) / 1000);  // smooth scrolling
   if (rec) lanes.draw(rec.user.length * TURN_S + since);
-  if (running) requestAnimationFrame(frame);
+  requestAnimationFrame(frame);
 }
 
 function download(blob, name) {

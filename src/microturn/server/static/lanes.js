@@ -9,7 +9,7 @@ const ROW = 26, AXIS = 18, FLOOR_DB = -60;
 const ROWS = ["you", "heard", "model", "said", "tasks", "video"];
 const C = {grid: "#e5e7eb", second: "#9ca3af", text: "#111827", quiet: "#9ca3af", you: "#1d4ed8",
   heard: "#1e3a8a", model: "#0f766e", said: "#134e4a", task: "#ede9fe", taskEdge: "#6b21a8",
-  video: "#374151", missed: "#b91c1c", now: "#111827"};
+  video: "#374151", missed: "#b91c1c", now: "#111827", pending: "#f3f4f6"};
 
 export class Lanes {
   constructor(canvas) {
@@ -49,12 +49,17 @@ export class Lanes {
       const sec = k % 5 === 0;
       g.fillStyle = sec ? C.second : C.grid;
       g.fillRect(x(k * TURN_S), ROWS.length * ROW, 1, sec ? 6 : 3);
-      if (sec && k % (w < 500 ? 10 : 25) === 0) {
+      const label = `${(k * TURN_S).toFixed(0)} s`, every = w < 500 ? 10 : 25;
+      if (sec && k % every === 0 && x(k * TURN_S) + g.measureText(label).width + 2 < right) {
         g.fillStyle = C.text;
-        g.fillText(`${(k * TURN_S).toFixed(0)} s`, x(k * TURN_S) + 2, ROWS.length * ROW + 12);
+        g.fillText(label, x(k * TURN_S) + 2, ROWS.length * ROW + 12);
       }
     }
     const rec = this.rec;
+    if (rec && rec.served) {  // the model has not computed these turns yet: shade them
+      g.fillStyle = C.pending;
+      g.fillRect(x(rec.served * TURN_S), y("heard"), right, y("video") - y("heard"));
+    }
     if (rec) {
       const bars = (row, dbs, on, color) => {
         for (let k = first; k < dbs.length; k++) {
@@ -67,11 +72,14 @@ export class Lanes {
       };
       bars("you", rec.userDb, (k) => rec.userDb[k] > SPEECH_DBFS, C.you);
       bars("model", rec.modelDb, (k) => !!rec.speaking[k], C.model);
+      let from = rec.events.length;  // events arrive in time order: scan only what is on screen
+      while (from > 0 && rec.events[from - 1].t >= now - span - 5) from--;
       const words = (row, kind, color) => {
         let edge = -Infinity;  // a word may slide right a little for room, no further
         g.fillStyle = color;
-        for (const e of rec.events) {
-          if (e.kind !== kind || e.t < now - span - 5) continue;
+        for (let i = from; i < rec.events.length; i++) {
+          const e = rec.events[i];
+          if (e.kind !== kind) continue;
           const at = Math.max(x(e.t), edge + 4);
           if (at - x(e.t) > 2 * PX_PER_TURN) {  // no room: a tick says a word was there
             g.fillRect(x(e.t), y(row) + ROW - 6, 1, 4);

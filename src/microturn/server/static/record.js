@@ -58,6 +58,7 @@ export class Recording {
     this.frames = [];  // seconds at which a camera frame was sent
     this.tasks = new Map();  // task id -> {start, end, text, state}
     this.offset = 0;
+    this.served = 0;  // grid turns the server has computed: the model's clock
   }
 
   get turns() { return Math.max(this.user.length, this.speaking.length); }
@@ -81,6 +82,7 @@ export class Recording {
   addTiming(msg) {
     const g = this.grid(msg.turn);
     this.speaking[g] = msg.speaking;
+    this.served = Math.max(this.served, g);
     if (msg.missed_deadline) this.missed.push(g);
   }
 
@@ -103,6 +105,8 @@ export class Recording {
     this.addEvent(t, `task_${kind}`, `${msg.task_id}: ${msg.text || ""}`.replace(/[: ]+$/, ""));
   }
 
+  // How far the model's clock is behind your microphone: turns sent, not yet computed.
+  lag() { return Math.max(0, this.user.length - this.served) * TURN_S; }
   loud() { return this.userDb.map((d) => d > SPEECH_DBFS); }
   latencies() { return latencies(this.loud(), this.speaking); }
 
