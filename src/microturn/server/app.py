@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from ..background.agent import BackgroundAgent, EmbeddedAgent
 from ..engine.engine import Engine
 from . import protocol as P
+from .drain import Drain, start_agent
 from .hub import Hub, Live, ServerFull
 from .realtime import RealtimeSession
 
@@ -51,21 +52,31 @@ def decode_jpeg(data: bytes, width: int, height: int) -> np.ndarray:
 
 def create_app(engine: Engine, max_sessions: int | None = None, token: str | None = None,
                agent: Callable[[], BackgroundAgent] | None = EmbeddedAgent, idle_timeout_s: float = 60.0,
-               max_session_s: float = 3600.0) -> FastAPI:
+               max_session_s: float = 3600.0, drain: Drain | None = None,
+               lb_agent: tuple[str, int] | None = None) -> FastAPI:
+    """`drain` is begun by `DrainingServer` on SIGTERM; `lb_agent` (host, port) serves HAProxy's
+    agent-check there (see `drain.py`)."""
     hub = Hub(engine, min(max_sessions or engine.cfg.max_sessions, engine.cfg.max_sessions), agent,
               idle_timeout_s, max_session_s)
+    drain = drain or Drain()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         hub.start()
+        lb = await start_agent(hub, drain, *lb_agent) if lb_agent else None
         yield
+        if lb is not None:
+            lb.close()
         await hub.stop()
 
     app = FastAPI(title="microturn", lifespan=lifespan)
-    app.state.hub = hub
+    app.state.hub, app.state.drain = hub, drain
 
     @app.get("/healthz")
     async def healthz():
+        if drain.draining:  # 503: a balancer's health check sends no new sessions here
+            return JSONResponse({"status": "draining", "live_sessions": len(hub.live),
+                                 "max_sessions": hub.max_sessions, "free_slots": 0}, status_code=503)
         # token_required lets the browser client ask for a token before the refused handshake
         return JSONResponse({"status": "ok", "live_sessions": len(hub.live),
                              "max_sessions": hub.max_sessions,
@@ -81,11 +92,14 @@ def create_app(engine: Engine, max_sessions: int | None = None, token: str | Non
         if not _authorised(ws, token):
             await ws.close(code=1008, reason="missing or wrong bearer token")
             return
+        if drain.draining:  # an HTTP 503 before the upgrade: HAProxy can retry it elsewhere
+            await ws.send_denial_response(JSONResponse(drain.refusal(), status_code=503))
+            return
         await ws.accept()
         live = None
         sender = None
         try:
-            live = await _start(ws, hub)
+            live = await _start(ws, hub, drain)
             if live is None:
                 return
             sender = asyncio.create_task(_pump(ws, live))
@@ -107,6 +121,9 @@ def create_app(engine: Engine, max_sessions: int | None = None, token: str | Non
         if not _authorised(ws, token):
             await ws.close(code=1008, reason="missing or wrong bearer token")
             return
+        if drain.draining:
+            await ws.send_denial_response(JSONResponse(drain.refusal(), status_code=503))
+            return
         await ws.accept()
         beta = "realtime=v1" in ws.headers.get("openai-beta", "")
         await RealtimeSession(ws, hub, model, beta=beta).run()
@@ -126,7 +143,7 @@ async def _read(ws: WebSocket) -> str | bytes | None:
     return msg.get("text") if msg.get("text") is not None else msg.get("bytes")
 
 
-async def _start(ws: WebSocket, hub: Hub) -> Live | None:
+async def _start(ws: WebSocket, hub: Hub, drain: Drain) -> Live | None:
     raw = await _read(ws)
     try:
         msg = P.parse_client(raw if raw is not None else "")
@@ -137,6 +154,10 @@ async def _start(ws: WebSocket, hub: Hub) -> Live | None:
     if not isinstance(msg, P.SessionStart):
         await _error(ws, "bad_message", f"the first message must be session.start, not {msg.type}")
         await ws.close(code=1008)
+        return None
+    if drain.draining:  # the socket opened before the drain began, the session after
+        await _error(ws, "server_draining", drain.refusal()["error"]["message"])
+        await ws.close(code=1013)
         return None
     try:
         live = hub.open(msg.sample_rate, msg.temperature, msg.background)
