@@ -192,7 +192,7 @@ def test_openai_sdk_realtime_client_talks_to_the_server(server):
         return seen
 
     seen = asyncio.run(go())
-    for kind in ("session.updated", "conversation.item.created", "input_audio_buffer.speech_started",
+    for kind in ("session.updated", "conversation.item.added", "input_audio_buffer.speech_started",
                  "input_audio_buffer.committed", "error"):
         assert kind in seen, (kind, seen[:20])
     # an untrained model speaks at random: when it did, the response events are well formed
@@ -314,3 +314,76 @@ def test_realtime_beta_clients_get_beta_event_names(server):
 
     kinds = asyncio.run(go())
     assert "response.audio.delta" in kinds and "response.output_audio.delta" not in kinds
+
+
+def test_realtime_items_are_acknowledged_and_responses_carry_their_item(server):
+    """What Pipecat and LiveKit Agents need (examples/): every item a client creates is echoed
+    with its id rather than refused, and a response announces its message item before the
+    audio (LiveKit drops audio deltas of an item it was not told of)."""
+    addr, hub = server
+    idle(hub)
+
+    def item(id_: str, role: str, text: str) -> str:
+        content = [{"type": "input_text", "text": text}]
+        new = {"id": id_, "type": "message", "role": role, "content": content}
+        return json.dumps({"type": "conversation.item.create", "item": new})
+
+    async def go():
+        ws = await websockets.connect(f"ws://{addr}/v1/realtime",
+                                      additional_headers={"Authorization": "Bearer secret"})
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        for msg in (item("sys_1", "system", "be brief"), item("u_1", "user", "hello"),
+                    json.dumps({"type": "conversation.item.truncate", "item_id": "u_1",
+                                "content_index": 0, "audio_end_ms": 100}),
+                    json.dumps({"type": "conversation.item.delete", "item_id": "sys_1"})):
+            await ws.send(msg)
+        events: list[dict] = []
+        deadline = time.monotonic() + 20
+        while not any(e["type"] == "response.done" for e in events) and time.monotonic() < deadline:
+            audio = pcm(0.2, 24_000)
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+            try:
+                while True:
+                    events.append(json.loads(await asyncio.wait_for(ws.recv(), 0.2)))
+            except asyncio.TimeoutError:
+                pass
+        await ws.close()
+        return events
+
+    events = asyncio.run(go())
+    kinds = [e["type"] for e in events]
+    assert "error" not in kinds, [e for e in events if e["type"] == "error"]
+    added = [e["item"]["id"] for e in events if e["type"] == "conversation.item.added"]
+    assert added[:2] == ["sys_1", "u_1"]
+    assert {"type": "conversation.item.truncated", "item_id": "u_1"}.items() <= events[kinds.index(
+        "conversation.item.truncated")].items()
+    assert events[kinds.index("conversation.item.deleted")]["item_id"] == "sys_1"
+    # the first response, whole: its item announced before its audio, closed before response.done
+    start = kinds.index("response.created")
+    rid = events[start]["response"]["id"]
+    mine = [e for e in events[start:]
+            if rid in (e.get("response_id"), e.get("response", {}).get("id"))
+            or e["type"] in ("conversation.item.added", "conversation.item.done")]
+    order = [e["type"] for e in mine]
+    expected = ["response.created", "response.output_item.added", "conversation.item.added",
+                "response.content_part.added", "response.output_audio.delta",
+                "response.output_audio.done",
+                "response.output_audio_transcript.done", "response.content_part.done",
+                "response.output_item.done", "conversation.item.done", "response.done"]
+    assert [k for k in dict.fromkeys(order) if k in expected] == expected, order
+    item_id = mine[1]["item"]["id"]
+    assert all(e["item_id"] == item_id for e in mine if "item_id" in e)
+    done = next(e for e in mine if e["type"] == "response.done")["response"]
+    assert done["status"] == "completed" and done["output"][0]["id"] == item_id
+    assert done["output"][0]["content"][0]["type"] == "output_audio"
+
+
+def test_realtime_only_user_text_reaches_the_model():
+    from microturn.server.realtime import _input_text
+
+    def msg(role: str) -> dict:
+        return {"type": "message", "role": role, "content": [{"type": "input_text", "text": "hi"}]}
+
+    assert _input_text(msg("user")) == "hi"
+    assert _input_text(msg("system")) is None and _input_text(msg("assistant")) is None
+    assert _input_text({"type": "function_call_output", "output": "{}"}) is None

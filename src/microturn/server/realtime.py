@@ -4,8 +4,16 @@ The same live session as the native protocol, spoken in Realtime's terms. The di
 that matters: a response starts when the model decides to speak, not on a commit. So
 `input_audio_buffer.commit`, `input_audio_buffer.clear`, `response.create` and
 `response.cancel` are accepted and acknowledged but do not start or stop anything;
-`conversation.item.create` with `input_text` content becomes typed text. Audio is PCM16
-at 24 kHz both ways (resampled to and from the model's 16 kHz with soxr).
+`conversation.item.create` of a user message with `input_text` content becomes typed text,
+and any other item (system or assistant messages, function outputs) is acknowledged
+(`conversation.item.added`, with the client's item id) but not acted on: the model keeps its
+own context. `conversation.item.truncate` and `conversation.item.delete` are acknowledged the
+same way. Audio is PCM16 at 24 kHz both ways (resampled to and from the model's 16 kHz with
+soxr). A response carries the full item lifecycle (`response.output_item.added`,
+`conversation.item.added`, `response.content_part.added`, the audio and transcript deltas and
+their `.done`s, `response.output_item.done`, `conversation.item.done`, `response.done` with
+the item): agent frameworks route audio by those items (LiveKit drops audio whose item it was
+not told of; Pipecat starts its assistant turn on `conversation.item.added`).
 
 Clients of the beta API (header `OpenAI-Beta: realtime=v1`) get the beta names of the
 output events (`response.audio.delta`, ...); client event names are the same in both.
@@ -39,9 +47,14 @@ QUIET_TURNS_TO_STOP = 3
 TRANSCRIPT_SETTLE_TURNS = 3  # after speech_stopped: the last words are still being written
 BETA_NAMES = {"response.output_audio.delta": "response.audio.delta",  # for clients sending OpenAI-Beta: realtime=v1
               "response.output_audio.done": "response.audio.done",
-              "response.output_audio_transcript.delta": "response.audio_transcript.delta"}
+              "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+              "response.output_audio_transcript.done": "response.audio_transcript.done",
+              "conversation.item.added": "conversation.item.created"}
+BETA_ABSENT = {"conversation.item.done"}  # GA-only events, not sent to beta clients
 ACCEPTED_NOOPS = {"input_audio_buffer.commit": "input_audio_buffer.committed",
                   "input_audio_buffer.clear": "input_audio_buffer.cleared",
+                  "conversation.item.truncate": "conversation.item.truncated",
+                  "conversation.item.delete": "conversation.item.deleted",
                   "response.create": None, "response.cancel": None}
 
 
@@ -54,6 +67,7 @@ class RealtimeSession:
         self.ids = itertools.count(1)
         self.response: str | None = None
         self.item: str | None = None
+        self.said: list[str] = []  # the response's transcript so far
         self.out_rs = soxr.ResampleStream(hub.lay.sample_rate, RATE, 1, dtype="float32")
         self.user_speaking, self.quiet = False, 0
         self.heard_ms = 0
@@ -66,6 +80,8 @@ class RealtimeSession:
         return f"{prefix}_{next(self.ids)}"
 
     async def send(self, type_: str, **fields) -> None:
+        if self.beta and type_ in BETA_ABSENT:
+            return
         type_ = BETA_NAMES.get(type_, type_) if self.beta else type_
         await self.ws.send_text(json.dumps({"type": type_, "event_id": self._id("event"), **fields}))
 
@@ -130,17 +146,24 @@ class RealtimeSession:
                 return await self.error("'session' must be an object", event_id=eid)
             await self.send("session.updated", session=self.session_object())
         elif kind == "conversation.item.create":
-            text = _input_text(event.get("item"))
-            if text is None:
-                return await self.error("only message items with input_text content are supported", event_id=eid)
-            self.live.typed.append(text[:MAX_TEXT])
-            await self.send("conversation.item.created", item={"id": self._id("item"), "type": "message",
-                                                               "role": "user", "status": "completed"})
+            item = event.get("item")
+            if not isinstance(item, dict) or not isinstance(item.get("type", "message"), str):
+                return await self.error("'item' must be an object with a string 'type'",
+                                        event_id=eid)
+            text = _input_text(item)
+            if text is not None:  # only the user's text reaches the model; the rest is acknowledged
+                self.live.typed.append(text[:MAX_TEXT])
+            given = item.get("id")
+            added = {**item, "id": given if isinstance(given, str) and given else self._id("item"),
+                     "object": "realtime.item", "status": "completed"}
+            after = event.get("previous_item_id")
+            await self.send("conversation.item.added", previous_item_id=after, item=added)
+            await self.send("conversation.item.done", previous_item_id=after, item=added)
         elif kind in ACCEPTED_NOOPS:
             if kind == "input_audio_buffer.clear":
                 self.live.audio = self.live.audio[:0]
             if ACCEPTED_NOOPS[kind]:
-                await self.send(ACCEPTED_NOOPS[kind], item_id=self._id("item"))
+                await self.send(ACCEPTED_NOOPS[kind], **_ack_fields(kind, event, self._id("item")))
         else:
             await self.error(f"unknown or unsupported event type {kind!r}", "unknown_event", eid)
 
@@ -178,9 +201,7 @@ class RealtimeSession:
         kind = msg["type"]
         if kind == "output.audio.delta":
             if msg["speaking"] and self.response is None:
-                self.response, self.item = self._id("resp"), self._id("item")
-                await self.send("response.created", response={"id": self.response, "object": "realtime.response",
-                                                              "status": "in_progress", "output": []})
+                await self._begin()
             if not msg["speaking"] and self.response is not None:
                 await self._finish()
             if self.response is not None:
@@ -188,6 +209,7 @@ class RealtimeSession:
                 delta = base64.b64encode((np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()).decode()
                 await self.send("response.output_audio.delta", delta=delta, **self._where())
         elif kind == "output.transcript.delta" and self.response is not None:
+            self.said.append(msg["text"])
             await self.send("response.output_audio_transcript.delta", delta=msg["text"], **self._where())
         elif kind == "input.transcript.delta":
             self.input_item = self.input_item or self._id("item")
@@ -213,15 +235,55 @@ class RealtimeSession:
     def _where(self) -> dict:
         return {"response_id": self.response, "item_id": self.item, "output_index": 0, "content_index": 0}
 
+    def _response(self, status: str, output: list) -> dict:
+        return {"id": self.response, "object": "realtime.response", "status": status,
+                "output": output, "output_modalities": ["audio"]}
+
+    def _item(self, status: str, content: list) -> dict:
+        return {"id": self.item, "object": "realtime.item", "type": "message", "role": "assistant",
+                "status": status, "content": content}
+
+    async def _begin(self) -> None:
+        """The model started speaking: a response with one assistant message item of audio."""
+        self.response, self.item, self.said = self._id("resp"), self._id("item"), []
+        await self.send("response.created", response=self._response("in_progress", []))
+        item = self._item("in_progress", [])
+        await self.send("response.output_item.added", response_id=self.response, output_index=0,
+                        item=item)
+        await self.send("conversation.item.added", previous_item_id=None, item=item)
+        await self.send("response.content_part.added", part={"type": "audio", "transcript": ""},
+                        **self._where())
+
     async def _finish(self) -> None:
+        said = "".join(self.said).strip()
+        part = {"type": "audio", "transcript": said}
         await self.send("response.output_audio.done", **self._where())
-        await self.send("response.done", response={"id": self.response, "object": "realtime.response",
-                                                   "status": "completed", "output": []})
+        await self.send("response.output_audio_transcript.done", transcript=said, **self._where())
+        await self.send("response.content_part.done", part=part, **self._where())
+        item = self._item("completed", [{"type": "output_audio", "transcript": said}])
+        await self.send("response.output_item.done", response_id=self.response, output_index=0,
+                        item=item)
+        await self.send("conversation.item.done", previous_item_id=None, item=item)
+        await self.send("response.done", response=self._response("completed", [item]))
         self.response = self.item = None
 
 
+def _ack_fields(kind: str, event: dict, new_id: str) -> dict:
+    """The acknowledgement's fields: the client's item id where it named one."""
+    item_id = event.get("item_id") if isinstance(event.get("item_id"), str) else new_id
+    if kind == "conversation.item.truncate":
+        return {"item_id": item_id, "content_index": event.get("content_index", 0),
+                "audio_end_ms": event.get("audio_end_ms", 0)}
+    if kind == "input_audio_buffer.commit":
+        return {"item_id": item_id, "previous_item_id": None}
+    return {"item_id": item_id}
+
+
 def _input_text(item) -> str | None:
+    """The text of a user message item's input_text parts (None for any other item)."""
     if not isinstance(item, dict) or item.get("type", "message") != "message":
+        return None
+    if item.get("role", "user") != "user":
         return None
     parts = [c.get("text") for c in item.get("content", []) if isinstance(c, dict) and c.get("type") == "input_text"]
     text = " ".join(p for p in parts if isinstance(p, str))
