@@ -48,13 +48,16 @@ def writing_model():
             out.weight.zero_()
             out.bias.fill_(-30.0)
             for tok, b in bias.items():
-                out.weight[tok] = torch.randn(head.in_features, generator=gen) / head.in_features ** 0.5
+                w = torch.randn(head.in_features, generator=gen)
+                out.weight[tok] = w / head.in_features ** 0.5
                 out.bias[tok] = b
         return out
 
-    model.text_head = narrowed(model.text_head, {T.PAD: 2.0, ord("1"): 1.0, ord("2"): 1.0, ord("+"): 0.5,
-                                                 ord(" "): 1.0, T.DELEGATE: -1.0, T.DELEGATE_END: 0.0})
-    model.transcript_head = narrowed(model.transcript_head, {ord(c): 0.0 for c in "abc"} | {ord(" "): -0.3})
+    model.text_head = narrowed(model.text_head, {
+        T.PAD: 2.0, ord("1"): 1.0, ord("2"): 1.0, ord("+"): 0.5, ord(" "): 1.0,
+        T.DELEGATE: -1.0, T.DELEGATE_END: 0.0})
+    model.transcript_head = narrowed(model.transcript_head,
+                                     {ord(c): 0.0 for c in "abc"} | {ord(" "): -0.3})
     return model
 
 
@@ -65,7 +68,8 @@ class Served:
     def __init__(self, app, port: int) -> None:
         import uvicorn
         self.app = app
-        self.srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        cfg = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        self.srv = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.srv.run, daemon=True)
         self.thread.start()
         while not self.srv.started:
@@ -88,7 +92,8 @@ def mic_wav(tmp_path_factory) -> Path:
     speech = EspeakTTS().speak("Hello there. What is the capital of France?", Voice("en-us"))
     gap = np.zeros(12_000, np.float32)
     wav = tmp_path_factory.mktemp("mic") / "mic.wav"
-    wav.write_bytes(wav_bytes([np.concatenate([speech.audio, gap, speech.audio[:16_000], gap])], 16_000))
+    audio = np.concatenate([speech.audio, gap, speech.audio[:16_000], gap])
+    wav.write_bytes(wav_bytes([audio], 16_000))
     return wav
 
 
@@ -115,8 +120,9 @@ def open_page(browser, url: str, width: int, height: int, mic: bool = True):
     return page, errors
 
 
-SUMMARY = ("(m => ({state: m.state, states: m.states, events: m.events, played: m.played, said: m.said,"
-           " heard: m.heard, latency: m.latency, frames: m.rec && m.rec.frames.length,"
+SUMMARY = ("(m => ({state: m.state, states: m.states, events: m.events, played: m.played,"
+           " said: m.said, heard: m.heard, latency: m.latency,"
+           " frames: m.rec && m.rec.frames.length,"
            " turns: m.rec && m.rec.turns}))(window.microturn)")
 
 
@@ -127,7 +133,8 @@ def wait_for(page, condition: str, timeout_s: float = 20) -> None:
     try:
         page.wait_for_function(condition, timeout=timeout_s * 1000)
     except TimeoutError:
-        raise AssertionError(f"{condition} not reached in {timeout_s} s: {page.evaluate(SUMMARY)}") from None
+        got = page.evaluate(SUMMARY)
+        raise AssertionError(f"{condition} not reached in {timeout_s} s: {got}") from None
 
 
 def wait_state(page, name: str, timeout_s: float = 20) -> None:
@@ -154,14 +161,14 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
         page.click("#start")
         wait_state(page, "badtoken")
         page.fill("#token", TOKEN)
-        page.select_option("#camera", index=1)  # the fake camera, picked by keyboard-reachable select
+        page.select_option("#camera", index=1)  # the fake camera
         page.focus("#start")
         page.keyboard.press("Enter")
         wait_state(page, "live")
         page.wait_for_function("document.getElementById('in-meter').value > -45", timeout=10_000)
-        wait_for(page, "(m => m.rec.turns >= 30 && m.played > 0 && m.rec.frames.length > 5 && m.heard.trim()"
-                 " && m.said.trim() && m.latency.answers.length + m.latency.stops.length > 0)(window.microturn)",
-                 30)
+        wait_for(page, "(m => m.rec.turns >= 30 && m.played > 0 && m.rec.frames.length > 5"
+                 " && m.heard.trim() && m.said.trim()"
+                 " && m.latency.answers.length + m.latency.stops.length > 0)(window.microturn)", 30)
         wait_for(page, "document.getElementById('out-meter').value > -60", 10)  # the model is heard
 
         second, second_errors = open_page(browser, url + f"?token={TOKEN}", 1280, 900)
@@ -187,8 +194,9 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
         wait_for(page, "document.getElementById('camera-box').hidden", 5)
         frames_off = page.evaluate("window.microturn.rec.frames.length")
         page.wait_for_timeout(1000)
-        st = page.evaluate("(m => ({states: m.states, events: m.events, played: m.played, said: m.said,"
-                           " heard: m.heard, latency: m.latency, frames: m.rec.frames.length,"
+        st = page.evaluate("(m => ({states: m.states, events: m.events, played: m.played,"
+                           " said: m.said, heard: m.heard, latency: m.latency,"
+                           " frames: m.rec.frames.length,"
                            " answer: document.getElementById('answer-latency').textContent,"
                            " stop: document.getElementById('stop-latency').textContent,"
                            " lag: document.getElementById('lag').textContent}))(window.microturn)")
@@ -238,7 +246,14 @@ def test_client_on_a_phone_mic_denied_then_live(browser, tmp_path):
     server = Served(create_app(engine), port)
     try:
         page, errors = open_page(browser, f"http://127.0.0.1:{port}/", 390, 844, mic=False)
-        page.click("#start")
+        unlabelled = page.evaluate("[...document.querySelectorAll('input, select, button')]"
+                                   ".filter(e => !e.hidden && !(e.labels && e.labels.length)"
+                                   " && !e.textContent.trim()).map(e => e.id)")
+        tabs = 0  # keyboard only: Tab to Start, Enter
+        while page.evaluate("document.activeElement.id") != "start" and tabs < 10:
+            page.keyboard.press("Tab")
+            tabs += 1
+        page.keyboard.press("Enter")
         wait_state(page, "micdenied")
         denied = page.inner_text("#status")
         assert page.is_hidden("#token-row")  # no --token: no token field
@@ -264,6 +279,7 @@ def test_client_on_a_phone_mic_denied_then_live(browser, tmp_path):
         server.stop()
     assert not errors and not errors2, errors + errors2
     assert "Microphone blocked" in denied and "Allow" in denied
+    assert not unlabelled and tabs < 10  # every control named; Start reached by Tab
     assert width <= 390  # nothing wider than the phone: no sideways scrolling
     assert phone.stat().st_size > 10_000
     assert [a["s"] for a in lat["answers"]] == [0.4] and [a["at"] for a in lat["answers"]] == [1.0]
@@ -279,20 +295,21 @@ def test_timeline_page_renders_in_chromium(browser, tmp_path):
              Lane("microturn", [(1.8, 4.2)], [(1.8, "Paris <b>")]),
              Lane("vad_harness", [(2.1, 4.1)], [(2.1, "Paris")]),
              Lane("background", [], [(2.5, "delegation: 2**32")])]
-    page_path = write_html(tmp_path / "t.html", "turn_taking_capital — turn_taking", 6.0, lanes, ["scores: {}"])
+    page_path = write_html(tmp_path / "t.html", "turn_taking_capital — turn_taking", 6.0, lanes,
+                           ["scores: {}"])
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(page_path.as_uri())
-    rects = page.evaluate("[...document.querySelectorAll('svg rect')].map(r => {"
-                          "const b = r.getBoundingClientRect(); return [b.x, b.width, b.height]; })")
+    rects = page.evaluate("[...document.querySelectorAll('svg rect')].map(r => {const b ="
+                          " r.getBoundingClientRect(); return [b.x, b.width, b.height]; })")
     labels = page.evaluate("[...document.querySelectorAll('svg text')].map(t => t.textContent)")
     shot = page.screenshot(full_page=True)
     page.close()
     assert not errors
     assert len(rects) == 4 and all(w > 0 and h > 0 for _, w, h in rects)
     (ux, uw, _), _, (mx, mw, _), _ = rects
-    assert ux < mx < ux + uw + mw  # the model's span starts after the user's first one, on the same axis
+    assert ux < mx < ux + uw + mw  # the model's span starts after the user's first, same axis
     assert abs(uw / 1.5 - mw / 2.4) < 1.0  # one time scale for every lane
     assert {"user", "microturn", "vad_harness", "background"} <= set(labels)
     assert any("Paris <b>" in t for t in labels)  # escaped, shown as text

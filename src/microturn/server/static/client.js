@@ -38,6 +38,7 @@ function setState(name, detail) {
   $("state-name").textContent = title;
   $("state-message").textContent = detail || text;
   if (name === "badtoken") $("token-row").hidden = false;
+  $("send").disabled = name !== "live";
 }
 
 function b64(bytes) {
@@ -138,8 +139,11 @@ async function start() {
   } catch (e) {
     const denied = ["NotAllowedError", "SecurityError"].includes(e.name);
     const missing = ["NotFoundError", "OverconstrainedError", "NotReadableError"].includes(e.name);
+    const camera = $("camera").value !== "";  // one refusal covers both devices
     teardown();
-    if (denied || missing) setState(denied ? "micdenied" : "nomic");
+    if (denied && camera) setState("micdenied", "The browser did not allow the microphone or " +
+      "the camera. Allow them for this site, or set Camera to Off, then press Start.");
+    else if (denied || missing) setState(denied ? "micdenied" : "nomic");
     else setState("error", `Could not start: ${e.message}`);
     return;
   }
