@@ -93,3 +93,17 @@ def test_offline_runner_writes_a_stereo_timeline(small_model):
         assert np.abs(res.timeline.model_audio).max() > 0
     with pytest.raises(InputError, match="recorded input is empty"):
         run_offline(engine, RecordedInput())
+
+
+def test_perf_reports_the_speaking_path_with_the_vocoder(small_model):
+    from microturn.config import Config
+    from microturn.perf import PerfOptions, run_perf
+
+    opts = PerfOptions(turns=20, window=5, batch_sizes=(1, 2), batch_turns=10, reprefill_runs=1,
+                       dtype="bf16", speaking_turns=6, flow_steps=4)
+    r = run_perf(Config(model=small_model.cfg), small_model, opts, progress=False,
+                 speaking_model=small_model)
+    assert set(r["speaking_turn_ms"]) == {"1", "2"} and r["speaking_flow_steps"] == 4
+    assert r["speaking_turn_ms_p99"] == r["speaking_turn_ms"]["1"]["p99"] > 0
+    assert r["dtype"] == "bf16" and r["parity_max_abs_diff"] == 0.0  # parity: the fp32 engine's
+    assert r["machine"]["cores"] >= 1 and "load_avg_1m" in r["machine"]

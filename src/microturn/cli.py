@@ -11,6 +11,9 @@ import torch
 from .config import NAMED_MODELS, load_config, named_config
 from .errors import MicroturnError
 
+# serve's engine precision; bench and perf default to fp32, the reference (docs/serving.md)
+SERVE_DTYPE = "fp32"
+
 
 def _typed(spec: str) -> tuple[float, str]:
     t, sep, text = spec.partition(":")
@@ -70,7 +73,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     engine_cfg = dataclasses.replace(cfg.engine, max_sessions=args.max_sessions or cfg.engine.max_sessions)
     drain = Drain(args.drain_grace)
     lb_agent = (args.host, args.agent_port) if args.agent_port else None
-    app = create_app(Engine(model, engine_cfg), token=args.token, idle_timeout_s=args.idle_timeout,
+    engine = Engine(model, engine_cfg, **_engine_kwargs(args))
+    app = create_app(engine, token=args.token, idle_timeout_s=args.idle_timeout,
                      max_session_s=args.max_session_length, drain=drain, lb_agent=lb_agent)
     agent_note = f", HAProxy agent on port {args.agent_port}" if args.agent_port else ""
     print(f"microturn serve: ws://{args.host}:{args.port}/v1/ws, up to {engine_cfg.max_sessions} "
@@ -133,7 +137,9 @@ def _cmd_perf(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     model = load_model(args.checkpoint, expect=cfg.model) if args.checkpoint else None
     sizes = tuple(int(x) for x in args.sessions.split(","))
-    result = run_perf(cfg, model, PerfOptions(turns=args.turns, batch_sizes=sizes), progress=not args.quiet)
+    opts = PerfOptions(turns=args.turns, batch_sizes=sizes, speaking_turns=args.speaking_turns,
+                       **_engine_kwargs(args))
+    result = run_perf(cfg, model, opts, progress=not args.quiet)
     print(format_table(result))
     if args.json:
         write_json(result, args.json)
@@ -157,7 +163,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         scenarios = eval_split(args.per_family, progress=not args.quiet)
     else:
         scenarios = load_suite(args.suite)
-    result = run_bench(Engine(model, cfg.engine), scenarios, suite=str(args.suite), seed=args.seed,
+    engine = Engine(model, cfg.engine, **_engine_kwargs(args))
+    result = run_bench(engine, scenarios, suite=str(args.suite), seed=args.seed,
                        vad=PIPECAT if args.vad == "pipecat" else SERVER_VAD, progress=not args.quiet)
     print(format_table(result))
     if args.json:
@@ -240,6 +247,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_options(p: argparse.ArgumentParser, dtype: str) -> None:
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default=dtype,
+                   help=f"engine precision: fp32 (on CPU the bitwise parity mode) or bf16 (trunk in "
+                        f"bf16, flow head in fp32) (default: {dtype})")
+    p.add_argument("--device", help="cpu or cuda (default: cpu)")
+    p.add_argument("--flow-steps", type=int, help="the flow head's Euler steps (default: the model's)")
+
+
+def _engine_kwargs(args: argparse.Namespace) -> dict:
+    return {"dtype": args.dtype, "device": args.device, "flow_steps": args.flow_steps}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="microturn", description="Open interaction models in 200 ms micro-turns.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -266,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "taken (default 300)")
     serve.add_argument("--agent-port", type=int,
                        help="answer HAProxy's agent-check on this TCP port (free slots as weight; drain)")
+    _engine_options(serve, SERVE_DTYPE)
     serve.set_defaults(func=_cmd_serve)
     export = sub.add_parser("export", help="copy a model checkpoint, optionally as float16 (how the default ships)")
     export.add_argument("checkpoint")
@@ -298,8 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--checkpoint", help="safetensors checkpoint to measure (default: random weights)")
     perf.add_argument("--turns", type=int, default=1500, help="length of the long conversation (default: 1500)")
     perf.add_argument("--sessions", default="1,4,16", help="batch sizes to time (default: 1,4,16)")
+    perf.add_argument("--speaking-turns", type=int, default=200,
+                      help="one session's speaking turns with the vocoder (default: 200)")
     perf.add_argument("--json", help="write the figures to this JSON file")
     perf.add_argument("--quiet", action="store_true", help="no progress bars")
+    _engine_options(perf, "fp32")
     perf.set_defaults(func=_cmd_perf)
     bench = sub.add_parser("bench", help="microturn and a turn-based VAD harness on the same scenarios")
     bench.add_argument("--suite", default="dev",
@@ -314,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="bench_out", help="where --timeline writes (default: bench_out)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    _engine_options(bench, "fp32")
     bench.set_defaults(func=_cmd_bench)
     configs = sub.add_parser("configs", help="named model configs and their sizes")
     configs.set_defaults(func=_cmd_configs)

@@ -5,15 +5,20 @@
 * the same turn recomputed from scratch over the whole context, as a server without
   streaming sessions must (the ratio is `speedup_vs_reprefill`);
 * trainer-sampler parity (max |difference| of every output logit and flow condition);
-* batched steps: milliseconds per session for several sessions stepped together.
+* batched steps: milliseconds per session for several sessions stepped together;
+* the speaking path as a listener gets it: the shipped default model (or --checkpoint)
+  with the flow head and the vocoder on, per-turn ms for 1, 4 and 16 sessions, and
+  `speaking_turn_ms_p99` for one.
 
 Every turn is forced to *speak*, the costliest path (flow head on all audio slots);
-text and audio are still sampled.
+text and audio are still sampled. `dtype`/`device` choose the engine's mode (the parity
+figure is always the fp32 engine's).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -38,6 +43,10 @@ class PerfOptions:
     window: int = 30  # turns whose median is taken at each end
     reprefill_runs: int = 2
     seed: int = 0
+    dtype: str = "fp32"
+    device: str | None = None
+    flow_steps: int | None = None
+    speaking_turns: int = 200  # one session's speaking turns (its p99); batches run fewer
 
 
 class _Feed:
@@ -59,14 +68,43 @@ class _Feed:
 SPEAK_ALWAYS = TurnOutput(control=SPEAK, text=None, audio=None)
 
 
-def _time_turns(engine: Engine, sessions: list, feed: _Feed, turns: int, desc: str | None = None) -> np.ndarray:
+def _time_turns(engine: Engine, sessions: list, feed: _Feed, turns: int, desc: str | None = None,
+                vocode: bool = False) -> np.ndarray:
+    """ms per batched turn; with `vocode`, each session's frames are unpacked and vocoded too
+    (what a server does before it can send the turn's audio)."""
     out = np.zeros(turns)
     for k in tqdm(range(turns), desc=desc, unit="turn", disable=desc is None, leave=False):
         inputs = [feed.inputs(s, k) for s in sessions]
         t0 = time.perf_counter()
-        engine.step(sessions, inputs, [SPEAK_ALWAYS] * len(sessions))
+        outs = engine.step(sessions, inputs, [SPEAK_ALWAYS] * len(sessions)).outputs
+        if vocode:
+            for s, o in zip(sessions, outs):
+                s.unpacker.unpack(s.turn - 1, o)
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize()
         out[k] = time.perf_counter() - t0
     return out * 1e3
+
+
+def _speaking(model: InteractionModel, opts: PerfOptions, progress: bool) -> dict:
+    """The speaking path with the flow head and the vocoder on: ms per batched turn."""
+    engine = Engine(model, EngineConfig(max_sessions=max(opts.batch_sizes)), dtype=opts.dtype,
+                    device=opts.device, flow_steps=opts.flow_steps)
+    feed = _Feed(engine, opts.seed)
+    per_turn = {}
+    p99 = None
+    for n in opts.batch_sizes:
+        sessions = [engine.open(vocoder=True) for _ in range(n)]
+        turns = opts.speaking_turns if n == 1 else max(5, opts.batch_turns // 2)
+        t = _time_turns(engine, sessions, feed, turns + 5, f"speaking, {n}" if progress else None,
+                        vocode=True)[5:]
+        per_turn[str(n)] = {"p50": float(np.percentile(t, 50)), "p99": float(np.percentile(t, 99))}
+        if n == 1:
+            p99 = per_turn["1"]["p99"]
+        for s in sessions:
+            engine.close(s)
+    return {"speaking_turn_ms_p99": p99, "speaking_turn_ms": per_turn,
+            "speaking_flow_steps": engine.flow_steps}
 
 
 def _cpu_ticks() -> tuple[int, int] | None:
@@ -76,6 +114,32 @@ def _cpu_ticks() -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def steal_since(ticks0: tuple[int, int] | None) -> float | None:
+    """Share of CPU time the VM host took since `ticks0` (from `_cpu_ticks`)."""
+    ticks1 = _cpu_ticks()
+    if ticks0 and ticks1 and ticks1[1] > ticks0[1]:
+        return (ticks1[0] - ticks0[0]) / (ticks1[1] - ticks0[1])
+    return None
+
+
+def machine_state(ticks0: tuple[int, int] | None) -> dict:
+    """What else the machine was doing: a figure without it cannot be compared."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (None,) * 3
+    return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "load_avg_1m": load[0],
+            "load_avg_5m": load[1], "cpu_steal": steal_since(ticks0)}
 
 
 @torch.no_grad()
@@ -92,7 +156,10 @@ def _reprefill_ms(model: InteractionModel, turns: int, runs: int, seed: int) -> 
 
 
 def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptions | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, speaking_model: InteractionModel | None = None) -> dict:
+    """`speaking_model` is what the speaking path measures (default: the shipped model)."""
+    from .model.checkpoint import load_default
+
     opts = opts or PerfOptions()
     torch.manual_seed(opts.seed)
     model = (model or InteractionModel(cfg.model)).eval()
@@ -101,7 +168,8 @@ def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptio
         raise ValueError(f"--turns {opts.turns}: expected at least {10 + 2 * w}")
     ticks0 = _cpu_ticks()
     # 1. one session, a long conversation
-    engine = Engine(model, EngineConfig(max_sessions=max(opts.batch_sizes)))
+    engine = Engine(model, EngineConfig(max_sessions=max(opts.batch_sizes)), dtype=opts.dtype,
+                    device=opts.device, flow_steps=opts.flow_steps)
     session = engine.open(vocoder=False)
     feed = _Feed(engine, opts.seed)
     one = _time_turns(engine, [session], feed, opts.turns, "one session" if progress else None)
@@ -118,15 +186,15 @@ def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptio
     batched = {}
     for n in opts.batch_sizes:
         sessions = [engine.open(vocoder=False) for _ in range(n)]
-        t = _time_turns(engine, sessions, feed, opts.batch_turns, f"{n} sessions" if progress else None)
+        t = _time_turns(engine, sessions, feed, opts.batch_turns,
+                        f"{n} sessions" if progress else None)
         batched[str(n)] = float(np.median(t[5:]) / n)
         for s in sessions:
             engine.close(s)
+    # 5. the speaking path with the vocoder, on the model a listener would hear
+    speaking = _speaking(speaking_model or load_default(), opts, progress)
     turn_s = cfg.model.layout.turn_seconds
-    ticks1 = _cpu_ticks()
-    steal = None
-    if ticks0 and ticks1 and ticks1[1] > ticks0[1]:
-        steal = (ticks1[0] - ticks0[0]) / (ticks1[1] - ticks0[1])
+    state = machine_state(ticks0)
     return {
         "config": cfg.name,
         "params": model.num_params(),
@@ -143,23 +211,39 @@ def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptio
         "parity_max_abs_diff": parity.max_abs_diff,
         "parity_turns_compared": parity.compared,
         "batched_ms_per_session": batched,
-        "kv_bytes_per_session": engine.pool.bytes // engine.pool.slots,
-        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "cpu_steal": steal,
-                    "python": platform.python_version(), "processor": platform.processor() or platform.machine()},
+        "kv_bytes_per_session": engine.pool.bytes_per_session,
+        "dtype": opts.dtype,
+        "device": str(engine.device),
+        **speaking,
+        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "python": platform.python_version(), "processor": state["cpu_model"], **state},
     }
 
 
 def format_table(r: dict) -> str:
     late = r[f"turn_ms_at_{r['turns']}"]
     rows = [
-        ("config", f"{r['config']} ({r['params'] / 1e6:.1f}M params, {r['tokens_per_turn']} tokens/turn)"),
-        ("turn ms p50 / p99", f"{r['turn_ms_p50']:.1f} / {r['turn_ms_p99']:.1f}  (real-time factor {r['real_time_factor_p99']:.2f})"),
-        (f"turn ms at 10 / {r['turns']}", f"{r['turn_ms_at_10']:.1f} / {late:.1f}  (late/early {r['late_over_early']:.2f})"),
-        ("re-prefill ms", f"{r['reprefill_ms']:.0f}  (streaming is {r['speedup_vs_reprefill']:.0f}x faster)"),
-        ("parity max |diff|", f"{r['parity_max_abs_diff']:.3g}  over {r['parity_turns_compared']} turns"),
-    ] + [(f"batched, {n} sessions", f"{ms:.1f} ms per session") for n, ms in r["batched_ms_per_session"].items()]
+        ("config", f"{r['config']} ({r['params'] / 1e6:.1f}M params, "
+                   f"{r['tokens_per_turn']} tokens/turn)"),
+        ("turn ms p50 / p99", f"{r['turn_ms_p50']:.1f} / {r['turn_ms_p99']:.1f}  "
+                              f"(real-time factor {r['real_time_factor_p99']:.2f})"),
+        (f"turn ms at 10 / {r['turns']}", f"{r['turn_ms_at_10']:.1f} / {late:.1f}  "
+                                          f"(late/early {r['late_over_early']:.2f})"),
+        ("re-prefill ms", f"{r['reprefill_ms']:.0f}  "
+                          f"(streaming is {r['speedup_vs_reprefill']:.0f}x faster)"),
+        ("parity max |diff|", f"{r['parity_max_abs_diff']:.3g}  "
+                              f"over {r['parity_turns_compared']} turns"),
+    ] + [(f"batched, {n} sessions", f"{ms:.1f} ms per session")
+         for n, ms in r["batched_ms_per_session"].items()]
+    rows += [(f"speaking + vocoder, {n}", f"{t['p50']:.1f} / {t['p99']:.1f} ms a turn (p50 / p99)")
+             for n, t in r["speaking_turn_ms"].items()]
+    rows.append(("engine", f"{r['dtype']} on {r['device']}"))
     if r["machine"]["cpu_steal"] is not None:
-        rows.append(("cpu steal during run", f"{100 * r['machine']['cpu_steal']:.0f}% (time the VM host took)"))
+        rows.append(("cpu steal during run",
+                     f"{100 * r['machine']['cpu_steal']:.0f}% (time the VM host took)"))
+    if r["machine"].get("load_avg_1m") is not None:
+        rows.append(("load average (1 min)",
+                     f"{r['machine']['load_avg_1m']:.1f} on {r['machine']['cores']} cores"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import EngineConfig
+from ..errors import ConfigError
 from ..model.interaction import InteractionModel, Predictions
 from ..model.linear import TILE
 from ..model.trunk import KVStep
@@ -33,13 +34,17 @@ class StepResult:
 
 class Engine:
     """`dtype` 'fp32' (the default; on CPU with a batch-invariant model, the parity mode) or
-    'bf16' (trunk in bf16, flow head in fp32); `device` cpu or cuda (default: the model's).
+    'bf16' (trunk in bf16, flow head in fp32); `device` cpu or cuda (default: the model's);
+    `flow_steps` the flow head's Euler steps (default: the model config's).
     On CUDA the appends and flow draws replay CUDA graphs per batch bucket; `graphs` gives
     another runner (engine.graphs.EagerRunner replays the same padding eagerly, on CPU)."""
 
     def __init__(self, model: InteractionModel, cfg: EngineConfig | None = None,
                  dtype: torch.dtype | str = torch.float32, device: torch.device | str | None = None,
-                 graphs: Runner | None = None) -> None:
+                 graphs: Runner | None = None, flow_steps: int | None = None) -> None:
+        if flow_steps is not None and flow_steps < 1:
+            raise ConfigError(f"flow_steps={flow_steps}: expected >= 1 Euler steps")
+        self.flow_steps = flow_steps or model.cfg.flow_steps  # a session's sampler may override
         self.dtype = parse_dtype(dtype)
         self.device = parse_device(device, model)
         # fp32 on CPU with batch-invariant kernels is the parity mode; anything else runs fast
@@ -223,7 +228,7 @@ class Engine:
         need = [b for b in range(len(sessions)) if speak[b] and forced[b] is None]
         groups: dict[int, list[int]] = {}
         for b in need:
-            steps = sessions[b].sampler.flow_steps or self.model.cfg.flow_steps
+            steps = sessions[b].sampler.flow_steps or self.flow_steps
             groups.setdefault(steps, []).append(b)
         for steps, rows in groups.items():
             x0 = torch.stack([torch.randn(out.shape[1], generator=sessions[b].rng)
