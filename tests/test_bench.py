@@ -7,7 +7,7 @@ from microturn.engine.engine import Engine
 from microturn.errors import ConfigError
 from microturn.eval.bench import METRICS, run_bench
 from microturn.eval.report import format_table, write_plots, write_timeline_html
-from microturn.eval.scenario import FAMILIES, Scenario, load_suite
+from microturn.world.scenario import FAMILIES, Scenario, load_suite
 
 
 def test_dev_suite_loads():
@@ -38,12 +38,11 @@ def test_empty_or_missing_suite(tmp_path):
 
 
 def test_speech_longer_than_the_scenario_is_refused():
-    from microturn.eval.scenario import render
-    from microturn.world.tts import EspeakTTS
+    from microturn.world.scenario import render
     sc = Scenario.from_dict({"id": "x", "family": "turn_taking", "duration": 1.0,
                              "user": [{"t": 0.5, "text": "a rather long sentence for one second"}]})
     with pytest.raises(ConfigError, match="after its duration of 1 s"):
-        render(sc, EspeakTTS())
+        render(sc)
 
 
 def test_bench_side_by_side(small_model, tmp_path):

@@ -155,7 +155,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .eval.baseline import PIPECAT, SERVER_VAD
     from .eval.bench import run_bench
     from .eval.report import format_table, write_plots, write_timeline_html
-    from .eval.scenario import load_suite
+    from .world.scenario import load_suite
 
     cfg, model = _config_and_model(args)
     if args.suite == "eval":  # the world's held-out split: the generators training used, other seeds
@@ -175,6 +175,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"wrote {p}")
     if args.timeline:
         print(f"wrote {write_timeline_html(result, args.timeline, Path(args.out) / f'{args.timeline}.html')}")
+    return 0
+
+
+def _cmd_voices(args: argparse.Namespace) -> int:
+    import json
+
+    from .world.voices import MODEL_VOICE, REGISTRY
+
+    rows = [{"id": v.id, "engine": v.engine, "voice": v.voice, "split": v.split}
+            for v in (*REGISTRY, MODEL_VOICE)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'id':<26} {'engine':<10} {'voice':<24} split")
+    for r in rows:
+        print(f"{r['id']:<26} {r['engine']:<10} {r['voice']:<24} {r['split']}")
     return 0
 
 
@@ -341,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_cmd_bench)
     configs = sub.add_parser("configs", help="named model configs and their sizes")
     configs.set_defaults(func=_cmd_configs)
+    voices = sub.add_parser("voices", help="the world's voices: engine, voice and split "
+                                           "(train, heldout, model)")
+    voices.add_argument("--json", action="store_true", help="print the registry as JSON")
+    voices.set_defaults(func=_cmd_voices)
     bg = sub.add_parser("background", help="run one background task and print its events")
     bg.add_argument("request", help="what the interaction model would delegate, e.g. 'what is 2**32 / 7'")
     bg.add_argument("--context", action="append", default=[], help="earlier user text (repeatable)")

@@ -16,16 +16,23 @@ from ..engine.engine import Engine
 from ..engine.session import SamplerSettings
 from ..runtime.conversation import DeliveryPolicy
 from ..runtime.offline import OFFLINE_RESULT_LATENCY_S, run_offline
+from ..world.scenario import Rendered, Scenario, render
 from ..world.tts import EspeakTTS
 from . import metrics as M
 from .baseline import SERVER_VAD, TurnBasedHarness, VadSettings, vad_agreement
-from .scenario import Rendered, Scenario, oracle, render, score
+from .scenario import oracle, score
 
 METRICS = ("pause_tor", "turn_taking_tor", "turn_taking_latency_s", "interruption_tor", "interruption_latency_s",
            "stop_latency_s", "backchannel_freq", "not_addressed_response_rate", "timespeak_acc", "cuespeak_acc",
            "correction_latency_s", "repcount_acc", "startstop_miou", "proactive_score", "tool_pass1",
            "refusal_rate", "over_refusal_rate", "answer_cer", "transcript_cer")
 SYSTEMS = ("microturn", "vad_harness")
+VOICE_GROUP_METRICS = ("turn_taking_tor", "turn_taking_latency_s")
+
+
+def voice_group(r: Rendered) -> str:
+    """'unseen' when the user speaks in a held-out voice (world.voices), else 'seen'."""
+    return "unseen" if any(u.voice_split == "heldout" for _, _, u in r.turns) else "seen"
 
 
 @dataclass
@@ -49,7 +56,20 @@ class BenchResult:
         for name, runs in self.runs.items():
             s = M.summarize([r.scores for r in runs])
             systems[name] = {k: s.get(k) for k in METRICS} | {k: v for k, v in s.items() if k not in METRICS}
+            systems[name] |= self.by_voice_group(name)
         return {"suite": self.suite, "scenarios": len(self.rendered), "systems": systems}
+
+    def by_voice_group(self, system: str) -> dict[str, float | None]:
+        """Turn-taking TOR and latency on episodes spoken in held-out voices ("unseen": never
+        trained on) and in training voices ("seen"); scenario files' own voices count as seen."""
+        out: dict[str, float | None] = {}
+        for group in ("seen", "unseen"):
+            rows = [run.scores for r, run in zip(self.rendered, self.runs[system])
+                    if voice_group(r) == group]
+            s = M.summarize(rows)
+            for key in VOICE_GROUP_METRICS:
+                out[f"{key}_{group}_voices"] = s.get(key)
+        return out
 
     def by_family(self) -> dict[str, dict[str, dict]]:
         fams: dict[str, dict[str, dict]] = {}
@@ -65,7 +85,7 @@ def run_bench(engine: Engine, scenarios: list[Scenario | Rendered], suite: str =
     harness = TurnBasedHarness(vad, tts)
     result = BenchResult(suite, [], {s: [] for s in SYSTEMS})
     for sc in tqdm(scenarios, desc="scenarios", unit="scenario", disable=not progress):
-        r = sc if isinstance(sc, Rendered) else render(sc, tts)  # generated episodes come rendered
+        r = sc if isinstance(sc, Rendered) else render(sc)  # generated episodes come rendered
         result.rendered.append(r)
         ours = run_offline(engine, r.recording, SamplerSettings(temperature=0.8, seed=seed), agent=EmbeddedAgent(),
                            policy=DeliveryPolicy(min_latency_s=OFFLINE_RESULT_LATENCY_S))

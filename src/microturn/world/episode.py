@@ -1,9 +1,10 @@
 """One synthetic episode: the user's side and the model's ideal side on one clock.
 
 A family generator (world/families.py) drives an `EpisodeBuilder`: it places user speech
-(real espeak-ng, exact word times), a second speaker, noise, typed text, video, and the
-model's own lines in its fixed voice, each at the moment a good interaction model would
-speak. `build` returns both views of the same episode:
+(real synthesis engines, exact word times, a voice from world/voices.py drawn for the
+episode's split), a second speaker, noise, typed text, video, and the model's own lines in
+its identity voice (Piper joe), each at the moment a good interaction model would speak.
+`build` returns both views of the same episode:
 
 * `Rendered` (eval): the recording a system hears, the user's words and the video's truth;
 * `Timeline` (training): the same inputs plus the model's words, speech, delegations and
@@ -17,16 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
-from ..eval.scenario import RATE, Rendered, Scenario, Utterance
 from ..runtime.offline import RecordedInput
 from ..streams.timeline import Timeline
 from ..streams.turns import Event
-from .tts import EspeakTTS, Voice
+from .scenario import RATE, Rendered, Scenario, Utterance
+from .tts import EspeakTTS
 from .video import RENDERERS
-
-MODEL_VOICE = Voice("en-gb-x-rp", None, 160, 46)  # the model's identity: one voice, always
-USER_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-us+f2", "en-us+f4", "en-us+m3", "en-us+m7",
-               "en-gb+f3", "en-gb+m1", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+from .voices import TEMPOS, Voice, draw_user_voice, get_voice, model_voice
 FADE_S = 0.03  # a cut-off line fades out rather than clicks
 
 
@@ -44,6 +42,8 @@ class Episode:
     scenario: Scenario
     rendered: Rendered
     timeline: Timeline
+    voice: str = ""  # the user's voice id (world.voices) ...
+    voice_split: str = ""  # ... and its split: "train", "heldout" (never trained on) or "custom"
 
 
 @dataclass
@@ -51,10 +51,10 @@ class EpisodeBuilder:
     family: str
     id: str
     duration: float
-    tts: EspeakTTS
+    tts: EspeakTTS  # its rate is every voice's rate
     rng: np.random.Generator
     split: str = "train"
-    user_voice: str = ""
+    user_voice: str = ""  # a registry voice id or espeak-ng spec; drawn for the split if empty
     user_audio: np.ndarray = field(init=False)
     model_audio: np.ndarray = field(init=False)
     events: list[Event] = field(default_factory=list)
@@ -71,14 +71,10 @@ class EpisodeBuilder:
         n = int(round(self.duration * RATE))
         self.user_audio = np.zeros(n, np.float32)
         self.model_audio = np.zeros(n, np.float32)
-        self.user_voice = self.user_voice or str(self.rng.choice(USER_VOICES))
-        self.speed = int(self.rng.integers(140, 191))
-        self.pitch = int(self.rng.integers(30, 71))
-
-    # ---- the user side ----------------------------------------------------------------
-    def _voice(self, spec: str, speed: int | None = None, pitch: int | None = None) -> Voice:
-        name, _, variant = spec.partition("+")
-        return Voice(name, variant or None, speed or self.speed, pitch or self.pitch)
+        voice = (get_voice(self.user_voice) if self.user_voice
+                 else draw_user_voice(self.rng, self.split))
+        self.user_voice, self.voice = voice.id, voice
+        self.tempo = float(self.rng.choice(TEMPOS))  # the user's pace in this episode
 
     def _place(self, track: np.ndarray, audio: np.ndarray, t: float, gain: float = 1.0) -> None:
         a = int(round(t * RATE))
@@ -92,10 +88,11 @@ class EpisodeBuilder:
         if t is None:
             t = (self.turns[-1][1] if self.turns else 0.0) + (after or 0.0)
         t = round(t, 3)
-        sp = self.tts.speak(text, self._voice(self.user_voice))
+        sp = self.voice.speak(text, self.tts.rate, tempo=self.tempo)
         self._place(self.user_audio, sp.audio, t)
         words = sp.shifted(t, "user_word")
-        u = Utterance(text=text, t=t, answer=answer, voice=self.user_voice)
+        u = Utterance(text=text, t=t, answer=answer, voice=self.user_voice,
+                      voice_split=self.voice.split)
         self.utterances.append(u)
         self.turns.append((t, words[-1].end, u))
         self.events += words
@@ -103,8 +100,8 @@ class EpisodeBuilder:
 
     def other(self, text: str, t: float, gain: float = 0.5) -> Spoken:
         """A second speaker, not talking to the model: heard, never answered."""
-        spec = str(self.rng.choice([v for v in USER_VOICES if v != self.user_voice]))
-        sp = self.tts.speak(text, self._voice(spec, int(self.rng.integers(150, 191)), int(self.rng.integers(30, 71))))
+        voice: Voice = draw_user_voice(self.rng, self.split, exclude=(self.user_voice,))
+        sp = voice.speak(text, self.tts.rate, tempo=float(self.rng.choice(TEMPOS)))
         self._place(self.user_audio, sp.audio, t, gain)
         return Spoken(t, t + sp.duration, sp.shifted(t, "other_word"))
 
@@ -130,7 +127,7 @@ class EpisodeBuilder:
     def say(self, text: str, t: float, cut: float | None = None) -> Spoken:
         """The model says `text` from `t` (as heard); with `cut` it stops there, mid-line."""
         t = round(t, 3)
-        sp = self.tts.speak(text, MODEL_VOICE, kind="model_word")
+        sp = model_voice().speak(text, self.tts.rate, kind="model_word")
         audio, words = sp.audio, sp.shifted(t)
         if cut is not None and cut < t + sp.duration:
             n = max(0, int((cut - t) * RATE))
@@ -163,4 +160,4 @@ class EpisodeBuilder:
         rendered = Rendered(sc, rec, user_words, list(self.turns), dict(self.truth))
         tl = Timeline(self.duration, sorted(self.events, key=lambda e: (e.t, e.kind)), self.user_audio,
                       self.model_audio, list(self.frames))
-        return Episode(self.family, self.split, sc, rendered, tl)
+        return Episode(self.family, self.split, sc, rendered, tl, self.user_voice, self.voice.split)

