@@ -22,6 +22,7 @@ from conftest import tiny_server_model
 from microturn.config import EngineConfig
 from microturn.engine.engine import Engine
 from microturn.server.app import create_app
+from microturn.server.drain import Drain, DrainingServer
 from microturn.streams.audio import wav_bytes
 from microturn.world.tts import EspeakTTS, Voice
 
@@ -67,9 +68,10 @@ class Served:
 
     def __init__(self, app, port: int) -> None:
         import uvicorn
+
         self.app = app
         cfg = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        self.srv = uvicorn.Server(cfg)
+        self.srv = DrainingServer(cfg, app.state.hub, app.state.drain)  # as `microturn serve`
         self.thread = threading.Thread(target=self.srv.run, daemon=True)
         self.thread.start()
         while not self.srv.started:
@@ -187,13 +189,20 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
         wait_state(page, "reconnecting")
         reconnect_text = page.inner_text("#status")
         shot(page, tmp_path, "client_reconnecting.png")
-        server = Served(create_app(engine, max_sessions=1, token=TOKEN), port)  # ... and comes back
+        server = Served(create_app(engine, max_sessions=1, token=TOKEN, drain=Drain(0.5)), port)
         wait_state(page, "live")
         page.wait_for_function("window.microturn.events['session.started'] === 2", timeout=20_000)
         page.select_option("#camera", "")  # the camera off while live: same session, no frames
         wait_for(page, "document.getElementById('camera-box').hidden", 5)
         frames_off = page.evaluate("window.microturn.rec.frames.length")
         page.wait_for_timeout(1000)
+
+        server.app.state.drain.begin()  # SIGTERM: after the 0.5 s grace, server_shutdown, exit
+        wait_state(page, "reconnecting")
+        drain_text = page.inner_text("#status")
+        server.thread.join(10)
+        server = Served(create_app(engine, max_sessions=1, token=TOKEN), port)
+        wait_for(page, "window.microturn.events['session.started'] === 3")
         st = page.evaluate("(m => ({states: m.states, events: m.events, played: m.played,"
                            " said: m.said, heard: m.heard, latency: m.latency,"
                            " frames: m.rec.frames.length,"
@@ -217,10 +226,11 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
     assert not errors and not second_errors, errors + second_errors
     assert st["states"][:4] == ["idle", "connecting", "badtoken", "connecting"]
     i = st["states"].index("live")
-    assert st["states"][i:] == ["live", "reconnecting", "live"], st["states"]
+    assert st["states"][i:] == ["live", "reconnecting", "live", "reconnecting", "live"], st["states"]
     assert "slot" in full_text and "Reconnecting" in reconnect_text
+    assert st["events"]["error"] == 1 and "shutting down" in drain_text  # server_shutdown
     assert st["played"] > 1600  # > 0.1 s of non-silent model audio came out of the speakers
-    assert st["events"]["session.started"] == 2 and st["frames"] == frames_off  # no new session
+    assert st["events"]["session.started"] == 3 and st["frames"] == frames_off  # no new session
     assert st["frames"] > 5 and st["heard"].strip() and st["said"].strip()
     n_lat = len(st["latency"]["answers"]) + len(st["latency"]["stops"])
     assert n_lat > 0 and (st["answer"] != "–" or st["stop"] != "–")

@@ -175,7 +175,7 @@ function connect() {
   const base = location.pathname.replace(/[^/]*$/, "");
   const query = token ? `?token=${encodeURIComponent(token)}` : "";
   const sock = ws = new WebSocket(`${proto}://${location.host}${base}v1/ws${query}`);
-  let opened = false, ending = null;
+  let opened = false, ending = null, leaving = false;
   sock.onopen = () => {
     opened = true;
     state.rec.sessionOpened();
@@ -185,6 +185,7 @@ function connect() {
     const msg = JSON.parse(e.data);
     const err = msg.type === "error" ? msg.code : null;
     if (err === "server_full") ending = ["full", ""];
+    else if (RECONNECT.includes(err)) leaving = true;
     else if (err && err !== "bad_message" && !RECONNECT.includes(err)) {
       ending = ["ended", msg.message];  // idle_timeout, session_too_long: the server ended it
     }
@@ -203,7 +204,7 @@ function connect() {
     }
     attempts++;
     const wait = Math.min(8, 0.5 * 2 ** (attempts - 1));
-    const why = !h ? "Cannot reach the server" : h.status === "draining" ?
+    const why = !h ? "Cannot reach the server" : leaving || h.status === "draining" ?
       "The server is shutting down" : "The connection dropped";
     setState("reconnecting", `${why}; trying again in ${wait} s. Your microphone is still ` +
       "being recorded.");
