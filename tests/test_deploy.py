@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,8 +24,8 @@ from pathlib import Path
 import pytest
 import websockets
 
-pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None,
-                                reason="haproxy is not installed (Debian: apt-get install haproxy)")
+needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None,
+                                   reason="haproxy is not installed (Debian: apt-get install haproxy)")
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOTS = 3  # sessions per replica
@@ -137,8 +138,9 @@ def cluster(tmp_path_factory):
                                    stderr=subprocess.STDOUT)
         procs.append(haproxy)
         c = Cluster(f"127.0.0.1:{lb}", f"127.0.0.1:{stats}", r1, r2, haproxy)
-        wait_for("HAProxy to see both replicas up at full weight", lambda: all(
-            s["status"] == "UP" and s["weight"] == "100" for s in c.servers().values()), 20)
+        # up, and each agent heard from: its maxconn is the replica's slot count
+        wait_for("HAProxy to see both replicas up and their agents", lambda: all(
+            s["status"] == "UP" and s["slim"] == str(SLOTS) for s in c.servers().values()), 20)
         yield c
     finally:
         for p in procs:
@@ -182,6 +184,18 @@ class Client:
         self._reader.cancel()
 
 
+def test_compose_gives_haproxy_every_address_its_config_reads():
+    cfg = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    compose = (ROOT / "deploy" / "compose.yaml").read_text()
+    wanted = set(re.findall(r"\$\{(\w+)\}", cfg))
+    assert wanted == {"MT_LISTEN", "MT_STATS", "MT_R1", "MT_R2", "MT_R1_AGENT", "MT_R2_AGENT"}
+    assert all(re.search(rf"^\s+{v}: ", compose, re.M) for v in wanted), wanted
+    # docker's stop timeout must outlast the drain grace, or SIGKILL cuts the live sessions
+    grace = float(re.search(r'"--drain-grace", "(\d+)"', compose).group(1))
+    assert float(re.search(r"stop_grace_period: (\d+)s", compose).group(1)) > grace
+
+
+@needs_haproxy
 def test_sessions_spread_skip_a_full_replica_and_drain_without_loss(cluster):
     c = cluster
 
