@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import websockets
 
-needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None,
-                                   reason="haproxy is not installed (Debian: apt-get install haproxy)")
+needs_haproxy = pytest.mark.skipif(
+    shutil.which("haproxy") is None, reason="haproxy is not installed (Debian: apt-get install haproxy)")
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOTS = 3  # sessions per replica
