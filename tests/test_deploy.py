@@ -184,6 +184,23 @@ class Client:
         self._reader.cancel()
 
 
+def test_agent_reports_free_slots_as_weight_and_drain():
+    from types import SimpleNamespace
+
+    from microturn.errors import ConfigError
+    from microturn.server.drain import Drain, agent_reply
+
+    hub = SimpleNamespace(max_sessions=4, occupied=1)
+    drain = Drain(grace_s=5)
+    assert agent_reply(hub, drain) == "ready up 75% maxconn:4\n"
+    hub.occupied = 4
+    assert agent_reply(hub, drain) == "ready up 0% maxconn:4\n"  # full: no new sessions
+    drain.begin()
+    assert agent_reply(hub, drain) == "drain 0%\n" and drain.draining
+    with pytest.raises(ConfigError, match="drain grace"):
+        Drain(grace_s=-1)
+
+
 def test_compose_gives_haproxy_every_address_its_config_reads():
     cfg = (ROOT / "deploy" / "haproxy.cfg").read_text()
     compose = (ROOT / "deploy" / "compose.yaml").read_text()
