@@ -158,6 +158,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .world.scenario import load_suite
 
     cfg, model = _config_and_model(args)
+    if args.conditions:
+        vad = PIPECAT if args.vad == "pipecat" else SERVER_VAD
+        return _bench_conditions(args, Engine(model, cfg.engine, **_engine_kwargs(args)), vad)
     if args.suite == "eval":  # the world's held-out split: the generators training used, other seeds
         from .world.families import eval_split
         scenarios = eval_split(args.per_family, progress=not args.quiet)
@@ -175,6 +178,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"wrote {p}")
     if args.timeline:
         print(f"wrote {write_timeline_html(result, args.timeline, Path(args.out) / f'{args.timeline}.html')}")
+    return 0
+
+
+def _bench_conditions(args: argparse.Namespace, engine, vad) -> int:
+    import json
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .eval.conditions import format_conditions_table, plot_conditions, run_conditions
+
+    if args.suite != "eval":
+        raise ConfigError(f"--conditions runs the world's eval split: give --suite eval, "
+                          f"not {args.suite!r}")
+    result = run_conditions(engine, args.per_family, seed=args.seed, vad=vad, progress=not args.quiet)
+    print(format_conditions_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.summary(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    print(f"wrote {plot_conditions(result, Path(args.plots or args.out) / 'conditions.png')}")
     return 0
 
 
@@ -351,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plots", help="write a PNG per family into this directory")
     bench.add_argument("--timeline", help="write an HTML timeline of this scenario id")
     bench.add_argument("--out", default="bench_out", help="where --timeline writes (default: bench_out)")
+    bench.add_argument("--conditions", action="store_true",
+                       help="with --suite eval: the robustness families under each acoustic preset "
+                            "(clean, digital silence, gain, noise, reverb, telephone, echo); "
+                            "writes conditions.png into --plots or --out")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine_options(bench, "fp32")

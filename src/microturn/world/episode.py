@@ -13,7 +13,8 @@ its identity voice (Piper joe), each at the moment a good interaction model woul
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,10 +22,12 @@ from ..errors import ConfigError
 from ..runtime.offline import RecordedInput
 from ..streams.timeline import Timeline
 from ..streams.turns import Event
+from . import acoustics
+from .acoustics import Conditions, Tracks
 from .scenario import RATE, Rendered, Scenario, Utterance
 from .tts import EspeakTTS
 from .video import RENDERERS
-from .voices import TEMPOS, Voice, draw_user_voice, get_voice, model_voice
+from .voices import TEMPOS, Voice, draw_user_voice, get_voice, model_voice, user_voices
 FADE_S = 0.03  # a cut-off line fades out rather than clicks
 
 
@@ -44,6 +47,16 @@ class Episode:
     timeline: Timeline
     voice: str = ""  # the user's voice id (world.voices) ...
     voice_split: str = ""  # ... and its split: "train", "heldout" (never trained on) or "custom"
+    tracks: Tracks | None = None  # the sources, dry: `heard_under` renders them again
+    conditions: Conditions | None = None  # the acoustics `rendered` and `timeline` were heard in
+
+    def heard_under(self, c: Conditions, seed: int = 0) -> Rendered:
+        """The same episode as a system hears it under other acoustic conditions."""
+        if self.tracks is None:
+            raise ConfigError(f"{self.scenario.id}: no dry tracks to render under {c.name!r}")
+        rng = np.random.default_rng([seed, zlib.crc32(self.scenario.id.encode())])
+        mic = acoustics.render_mic(c, self.tracks, rng, _babble(c))
+        return replace(self.rendered, recording=replace(self.rendered.recording, audio=mic))
 
 
 @dataclass
@@ -55,7 +68,10 @@ class EpisodeBuilder:
     rng: np.random.Generator
     split: str = "train"
     user_voice: str = ""  # a registry voice id or espeak-ng spec; drawn for the split if empty
-    user_audio: np.ndarray = field(init=False)
+    conditions: Conditions | None = None  # None: drawn from `acoustics.sample` at build
+    user_audio: np.ndarray = field(init=False)  # the user's voice, dry
+    other_audio: np.ndarray = field(init=False)  # other people in the room, dry
+    other_spans: list[tuple[float, float]] = field(default_factory=list)
     model_audio: np.ndarray = field(init=False)
     events: list[Event] = field(default_factory=list)
     utterances: list[Utterance] = field(default_factory=list)
@@ -70,6 +86,7 @@ class EpisodeBuilder:
     def __post_init__(self) -> None:
         n = int(round(self.duration * RATE))
         self.user_audio = np.zeros(n, np.float32)
+        self.other_audio = np.zeros(n, np.float32)
         self.model_audio = np.zeros(n, np.float32)
         voice = (get_voice(self.user_voice) if self.user_voice
                  else draw_user_voice(self.rng, self.split))
@@ -102,16 +119,9 @@ class EpisodeBuilder:
         """A second speaker, not talking to the model: heard, never answered."""
         voice: Voice = draw_user_voice(self.rng, self.split, exclude=(self.user_voice,))
         sp = voice.speak(text, self.tts.rate, tempo=float(self.rng.choice(TEMPOS)))
-        self._place(self.user_audio, sp.audio, t, gain)
+        self._place(self.other_audio, sp.audio, t, gain)
+        self.other_spans.append((t, t + sp.duration))
         return Spoken(t, t + sp.duration, sp.shifted(t, "other_word"))
-
-    def noise(self, dbfs: float) -> None:
-        """Steady background noise (pink-ish) under everything."""
-        white = self.rng.standard_normal(len(self.user_audio)).astype(np.float32)
-        pink = np.cumsum(white) * 0.02
-        pink -= np.convolve(pink, np.ones(801, np.float32) / 801, mode="same")  # drop the drift
-        pink *= 10 ** (dbfs / 20) / (np.sqrt(np.mean(pink ** 2)) + 1e-9)
-        self.user_audio += pink.astype(np.float32)
 
     def typed(self, t: float, text: str) -> None:
         self.typed_text.append((round(t, 3), text))
@@ -155,9 +165,26 @@ class EpisodeBuilder:
         sc = Scenario(self.id, self.family, self.duration, list(self.utterances), list(self.typed_text),
                       dict(self.targets), dict(self.video_spec))
         user_words = [e for e in self.events if e.kind == "user_word"]
-        rec = RecordedInput(audio=self.user_audio, frames=list(self.frames), typed=list(self.typed_text),
+        tracks = Tracks(self.user_audio, self.other_audio, self.model_audio,
+                        [(a, b) for a, b, _ in self.turns] + self.other_spans,
+                        [(e.t, e.end) for e in self.events if e.kind == "model_speech"])
+        arng = np.random.default_rng(int(self.rng.integers(1 << 63)))  # after every content draw
+        cond = self.conditions or acoustics.sample(arng)
+        mic = acoustics.render_mic(cond, tracks, arng, _babble(cond))
+        rec = RecordedInput(audio=mic, frames=list(self.frames), typed=list(self.typed_text),
                             user_words=user_words, duration=self.duration)
         rendered = Rendered(sc, rec, user_words, list(self.turns), dict(self.truth))
-        tl = Timeline(self.duration, sorted(self.events, key=lambda e: (e.t, e.kind)), self.user_audio,
+        tl = Timeline(self.duration, sorted(self.events, key=lambda e: (e.t, e.kind)), mic,
                       self.model_audio, list(self.frames))
-        return Episode(self.family, self.split, sc, rendered, tl, self.user_voice, self.voice.split)
+        return Episode(self.family, self.split, sc, rendered, tl, self.user_voice, self.voice.split,
+                       tracks, cond)
+
+
+def _babble(c: Conditions) -> list[np.ndarray]:
+    """The babble bank when `c` asks for it: the first espeak-ng training voices (fast, and
+    never a held-out voice) saying `acoustics.BABBLE_LINES`."""
+    if c.noise != "babble":
+        return []
+    talkers = [v for v in user_voices("train") if v.engine == "espeak-ng"]
+    speak = lambda text, i: talkers[i % len(talkers)].speak(text, RATE).audio  # noqa: E731
+    return acoustics.babble_bank("espeak-train", speak)

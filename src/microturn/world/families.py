@@ -23,6 +23,7 @@ import numpy as np
 from ..background.agent import _say
 from ..background.calculator import calculate, spoken_number
 from ..errors import ConfigError
+from .acoustics import Conditions
 from .episode import Episode, EpisodeBuilder
 from .tts import EspeakTTS
 
@@ -329,9 +330,11 @@ FAMILY_GENERATORS: dict[str, Callable[[EpisodeBuilder], None]] = {
 
 
 def generate(family: str, index: int, split: str = "train", duration: float = 16.0,
-             tts: EspeakTTS | None = None, extras: bool = True) -> Episode:
-    """Episode `index` of a family's split. `extras` adds noise or a distant second speaker
-    to some episodes. A draw that does not fit in `duration` is redrawn."""
+             tts: EspeakTTS | None = None, extras: bool = True,
+             conditions: Conditions | None = None) -> Episode:
+    """Episode `index` of a family's split. `extras` adds a distant second speaker to some
+    episodes; `conditions` fixes the acoustics (default: drawn, `world.acoustics.sample`).
+    A draw that does not fit in `duration` is redrawn."""
     if family not in FAMILY_GENERATORS:
         raise ConfigError(f"unknown family {family!r}; expected one of {', '.join(FAMILY_GENERATORS)}")
     if split not in SPLITS:
@@ -339,11 +342,10 @@ def generate(family: str, index: int, split: str = "train", duration: float = 16
     tts = tts or EspeakTTS()
     for attempt in range(20):
         rng = np.random.default_rng([SPLITS[split], zlib.crc32(family.encode()), index, attempt])
-        b = EpisodeBuilder(family, f"{split}_{family}_{index:05d}", duration, tts, rng, split)
+        b = EpisodeBuilder(family, f"{split}_{family}_{index:05d}", duration, tts, rng, split,
+                           conditions=conditions)
         try:
             FAMILY_GENERATORS[family](b)
-            if extras and rng.random() < 0.3:
-                b.noise(float(rng.uniform(-55, -40)))
             if extras and family != "not_addressed" and rng.random() < 0.15:
                 b.other(_pick(b, OTHER_LINES), float(rng.uniform(0.0, duration - 3.0)), gain=0.15)
         except ConfigError:
