@@ -107,3 +107,17 @@ def test_perf_reports_the_speaking_path_with_the_vocoder(small_model):
     assert r["speaking_turn_ms_p99"] == r["speaking_turn_ms"]["1"]["p99"] > 0
     assert r["dtype"] == "bf16" and r["parity_max_abs_diff"] == 0.0  # parity: the fp32 engine's
     assert r["machine"]["cores"] >= 1 and "load_avg_1m" in r["machine"]
+
+
+def test_batched_sampling_draws_each_row_as_if_alone():
+    from microturn.engine.sampling import sample_tokens
+
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(12, 272, generator=g) * 3
+    samplers = [SamplerSettings(temperature=(0.7, 1.0, 0.0)[b % 3], top_k=(40, 0, 5)[b % 3])
+                for b in range(12)]
+    together = sample_tokens(logits, samplers, [torch.Generator().manual_seed(b) for b in range(12)])
+    alone = [sample_tokens(logits[b:b + 1], samplers[b:b + 1], [torch.Generator().manual_seed(b)])
+             for b in range(12)]
+    assert together.tolist() == [int(a[0]) for a in alone]
+    assert together[2] == logits[2].argmax()  # temperature 0: greedy
