@@ -7,7 +7,7 @@ from microturn.config import EngineConfig
 from microturn.engine.engine import Engine
 from microturn.runtime.offline import RecordedInput, run_offline
 from microturn.engine.session import SamplerSettings
-from microturn.errors import InputError, PoolFullError
+from microturn.errors import CheckpointError, InputError, PoolFullError
 from microturn.streams.turns import SPEAK, TurnOutput
 
 
@@ -25,6 +25,23 @@ def test_full_pool_refuses_with_a_clear_error_and_frees_on_close(small_model):
     c = engine.open()
     assert c.slot == a.slot and engine.pool.free == 0
     assert all(t[c.slot].abs().sum() == 0 for t in engine.pool.k)  # a's keys are gone
+
+
+def test_a_session_that_fails_to_build_holds_no_slot(small_model, monkeypatch):
+    """Opening fails after the slot is taken (say, vocoder weights are missing): the slot is
+    free again, so the server does not read full after a failed open."""
+    from microturn.engine import session as session_mod
+
+    engine = Engine(small_model, EngineConfig(max_sessions=1))
+
+    def broken(*args, **kwargs):
+        raise CheckpointError("vocoder weights missing")
+
+    monkeypatch.setattr(session_mod.Session, "create", staticmethod(broken))
+    with pytest.raises(CheckpointError):
+        engine.open()
+    monkeypatch.undo()
+    assert engine.pool.free == 1 and engine.open().slot == 0
 
 
 def test_no_reallocation_and_flat_state_over_a_long_session(small_model):

@@ -73,8 +73,12 @@ class Engine:
              session_id: str | None = None) -> Session:
         """A new session on a free KV slot; PoolFullError when every slot is taken."""
         slot = self.pool.acquire()
-        s = Session.create(slot, self.layout, self.source.codec, self.source.mel_norm,
-                           sampler or SamplerSettings.from_engine(self.cfg), vocoder, session_id)
+        try:
+            s = Session.create(slot, self.layout, self.source.codec, self.source.mel_norm,
+                               sampler or SamplerSettings.from_engine(self.cfg), vocoder, session_id)
+        except BaseException:  # a session that could not be built (its vocoder, say) holds no slot
+            self.pool.release(slot)
+            raise
         s.last_frame = s.last_frame.to(self.device)
         self.sessions[s.id] = s
         return s
