@@ -43,6 +43,37 @@ def tiny_server_model() -> InteractionModel:
                                         ffn_hidden=256, flow_width=128, flow_depth=2, hmlp_width=64)).eval()
 
 
+def writing_model():
+    """The tiny random model with its text and transcript heads narrowed to a few tokens, so
+    it writes words, hears words and delegates sums through the real engine and server (a
+    random head almost never closes a word). Which token wins still depends on the state."""
+    import torch
+
+    from microturn.model.linear import InvariantLinear
+    from microturn.streams.text import ByteTokenizer as T
+
+    model = tiny_server_model()
+    gen = torch.Generator().manual_seed(0)
+
+    def narrowed(head, bias: dict[int, float]):
+        out = InvariantLinear(head.in_features, head.out_features, bias=True)
+        with torch.no_grad():
+            out.weight.zero_()
+            out.bias.fill_(-30.0)
+            for tok, b in bias.items():
+                w = torch.randn(head.in_features, generator=gen)
+                out.weight[tok] = w / head.in_features ** 0.5
+                out.bias[tok] = b
+        return out
+
+    model.text_head = narrowed(model.text_head, {
+        T.PAD: 2.0, ord("1"): 1.0, ord("2"): 1.0, ord("+"): 0.5, ord(" "): 1.0,
+        T.DELEGATE: -1.0, T.DELEGATE_END: 0.0})
+    model.transcript_head = narrowed(model.transcript_head,
+                                     {ord(c): 0.0 for c in "abc"} | {ord(" "): -0.3})
+    return model
+
+
 @contextlib.contextmanager
 def serving(app):
     """A real uvicorn server for `app` on a free loopback port, run in a thread; yields the port."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_server_model
+from conftest import writing_model
 
 from microturn.config import EngineConfig
 from microturn.engine.engine import Engine
@@ -29,37 +29,6 @@ from microturn.world.tts import EspeakTTS, Voice
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path("/tmp/client_shots")
 TOKEN = "s3cret"
-
-
-def writing_model():
-    """The tiny random model with its text and transcript heads narrowed to a few tokens, so
-    it writes words, hears words and delegates sums through the real engine and server (a
-    random head almost never closes a word). Which token wins still depends on the state."""
-    import torch
-
-    from microturn.model.linear import InvariantLinear
-    from microturn.streams.text import ByteTokenizer as T
-
-    model = tiny_server_model()
-    gen = torch.Generator().manual_seed(0)
-
-    def narrowed(head, bias: dict[int, float]):
-        out = InvariantLinear(head.in_features, head.out_features, bias=True)
-        with torch.no_grad():
-            out.weight.zero_()
-            out.bias.fill_(-30.0)
-            for tok, b in bias.items():
-                w = torch.randn(head.in_features, generator=gen)
-                out.weight[tok] = w / head.in_features ** 0.5
-                out.bias[tok] = b
-        return out
-
-    model.text_head = narrowed(model.text_head, {
-        T.PAD: 2.0, ord("1"): 1.0, ord("2"): 1.0, ord("+"): 0.5, ord(" "): 1.0,
-        T.DELEGATE: -1.0, T.DELEGATE_END: 0.0})
-    model.transcript_head = narrowed(model.transcript_head,
-                                     {ord(c): 0.0 for c in "abc"} | {ord(" "): -0.3})
-    return model
 
 
 class Served:

@@ -75,3 +75,65 @@ def test_no_eval_instruction_is_heard_in_training():
         held = {first("eval", i) for i in range(6)}
         assert not train & held, (family, train & held)
     assert len(FAMILY_GENERATORS) == 14
+
+
+def test_the_transcript_reaches_both_protocols():
+    """A model that hears words (its transcript head narrowed to a few bytes) in a real
+    server: the native socket gets `input.transcript.delta`, the Realtime socket the user
+    item's `input_audio_transcription.delta` events and, after the speech stops, their
+    `.completed` with the whole transcript, on the item speech_started opened."""
+    import asyncio
+    import base64
+    import json
+    import time
+
+    import numpy as np
+    import websockets
+    from conftest import serving, tone, writing_model
+
+    from microturn.config import EngineConfig
+    from microturn.engine.engine import Engine
+    from microturn.server.app import create_app
+
+    def pcm(x: np.ndarray) -> str:
+        return base64.b64encode((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()).decode()
+
+    speech = np.concatenate([tone(1.6, 24_000), np.zeros(int(2.4 * 24_000), np.float32)])
+    chunks = [speech[i:i + 4800] for i in range(0, len(speech), 4800)]  # 200 ms each
+
+    async def native(addr: str) -> list[dict]:
+        async with websockets.connect(f"ws://{addr}/v1/ws") as ws:
+            await ws.send(json.dumps({"type": "session.start", "sample_rate": 24_000}))
+            got, deadline = [], time.monotonic() + 30
+            for c in chunks:
+                await ws.send(json.dumps({"type": "input.audio", "audio": pcm(c)}))
+            while not got and time.monotonic() < deadline:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if msg["type"] == "input.transcript.delta":
+                    got.append(msg)
+            return got
+
+    async def realtime(addr: str) -> list[dict]:
+        async with websockets.connect(f"ws://{addr}/v1/realtime?model=m") as ws:
+            seen, deadline = [], time.monotonic() + 40
+            for c in chunks:
+                await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": pcm(c)}))
+            while time.monotonic() < deadline:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                seen.append(msg)
+                if msg["type"] == "conversation.item.input_audio_transcription.completed":
+                    break
+            return seen
+
+    app = create_app(Engine(writing_model(), EngineConfig(max_sessions=2)), agent=None)
+    with serving(app) as port:
+        got = asyncio.run(native(f"127.0.0.1:{port}"))
+        seen = asyncio.run(realtime(f"127.0.0.1:{port}"))
+    assert got and got[0]["text"].strip() and set(got[0]["text"].strip()) <= set("abc")
+    started = [m for m in seen if m["type"] == "input_audio_buffer.speech_started"]
+    deltas = [m for m in seen if m["type"] == "conversation.item.input_audio_transcription.delta"]
+    done = [m for m in seen if m["type"] == "conversation.item.input_audio_transcription.completed"]
+    assert started and deltas and done, sorted({m["type"] for m in seen})
+    item = started[0]["item_id"]
+    assert all(m["item_id"] == item for m in deltas + done)
+    assert done[0]["transcript"] == "".join(m["delta"] for m in deltas).strip()
