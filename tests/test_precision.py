@@ -102,8 +102,23 @@ def test_bad_dtype_and_device_are_clear_errors(small_model):
         parse_dtype("fp8")
     with pytest.raises(ConfigError, match="expected one of fp32, bf16"):
         Engine(small_model, dtype=torch.float16)
+    with pytest.raises(ConfigError, match="expected >= 1 Euler steps"):
+        Engine(small_model, flow_steps=0)
     with pytest.raises(ConfigError, match="expected cpu or cuda"):
         parse_device("meta", small_model)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             Engine(small_model, device="cuda")
+
+
+def test_serve_perf_and_bench_take_the_engine_options():
+    from microturn.cli import SERVE_DTYPE, _engine_kwargs, build_parser
+
+    p = build_parser()
+    for cmd in ("serve", "perf", "bench"):
+        args = p.parse_args([cmd, "--dtype", "bf16", "--device", "cpu", "--flow-steps", "4"])
+        assert _engine_kwargs(args) == {"dtype": "bf16", "device": "cpu", "flow_steps": 4}
+    assert p.parse_args(["serve"]).dtype == SERVE_DTYPE
+    assert p.parse_args(["bench"]).dtype == "fp32"  # the reference unless asked
+    with pytest.raises(SystemExit):
+        p.parse_args(["serve", "--dtype", "fp16"])
