@@ -395,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--background-model", default="default", help="model name on that server")
     bg.add_argument("--timeout", type=float, default=30.0, help="seconds without an answer before failing")
     bg.set_defaults(func=_cmd_background)
+    from .vocoder.commands import add_parsers as add_vocoder_parsers  # train-vocoder, vocoder-eval
+
+    add_vocoder_parsers(sub)
     return p
 
 

@@ -81,9 +81,11 @@ class Conversation:
             self.events.append(Event(now, "result", text))
         return self.session.packer.pack(audio, frame)
 
-    def finish(self, out: TurnOutput) -> tuple[list[Event], np.ndarray | None]:
+    def finish(self, out: TurnOutput, wav: np.ndarray | None = None
+               ) -> tuple[list[Event], np.ndarray | None]:
+        """`wav`: this turn's samples when the caller vocoded many sessions in one batch."""
         k = self.session.turn - 1
-        events, wav = self.session.unpacker.unpack(k, out)
+        events, wav = self.session.unpacker.unpack(k, out, wav)
         for e in events:
             if e.kind == "delegation" and self.tasks is not None:
                 request = e.text.strip()

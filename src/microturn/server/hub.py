@@ -26,7 +26,7 @@ from ..engine.kv import PoolFullError
 from ..engine.session import SamplerSettings
 from ..runtime.conversation import Conversation
 from ..streams.audio import pcm16_to_float
-from ..streams.turns import SPEAK
+from ..streams.turns import SPEAK, vocode_outputs
 from .metrics import Metrics
 
 MAX_BUFFER_S = 2.0  # input audio a session may hold ahead of the clock
@@ -189,7 +189,8 @@ class Hub:
         """One batched turn on the engine thread: pack, step, unpack and vocode."""
         inputs = [s.conv.prepare(chunk, frame, typed) for s, (chunk, frame, typed) in zip(sessions, media)]
         outs = self.engine.step([s.conv.session for s in sessions], inputs).outputs
-        return [(out, *s.conv.finish(out)) for s, out in zip(sessions, outs)]
+        wavs = vocode_outputs([s.conv.session.unpacker for s in sessions], outs)  # one batched call
+        return [(out, *s.conv.finish(out, wav)) for s, out, wav in zip(sessions, outs, wavs)]
 
     def _deliver(self, s: Live, out, events: list, wav, ms: float, missed: bool) -> None:
         k = s.conv.session.turn - 1

@@ -16,7 +16,7 @@ import torch
 
 from ..config import CONTROL_TOKENS, TurnLayout
 from ..errors import InputError
-from .audio import AudioFrontend, DMelCodec, GriffinLim, MelNorm, StreamingLogMel, StreamingVocoder
+from .audio import LOG_FLOOR, AudioFrontend, DMelCodec, MelNorm, StreamingLogMel
 from .text import ByteTokenizer
 from .video import frame_to_patches
 
@@ -175,19 +175,37 @@ class TurnUnpacker:
     OUT_k is played during turn k+1, so its events are stamped (k + 1) * turn_seconds.
     """
 
-    def __init__(self, layout: TurnLayout, norm: MelNorm | None = None, vocoder: bool = True) -> None:
+    def __init__(self, layout: TurnLayout, norm: MelNorm | None = None,
+                 vocoder: bool | str = True) -> None:
+        """`vocoder`: True for the configured voice (MICROTURN_VOCODER, default the trained
+        vocoder), a kind by name ("vocoder", "griffin-lim", "auto"), or False for no audio."""
         self.layout, self.norm = layout, norm
         self.word = _Pending()
         self.heard = _Pending()  # the listening transcript's word in progress
         self.request: _Pending | None = None
         self.speech_start: int | None = None
-        self.vocoder = StreamingVocoder(GriffinLim(AudioFrontend(layout))) if vocoder and norm else None
+        self.vocoder = None
+        if vocoder and norm is not None:
+            from ..vocoder.streaming import make_voice  # lazily: the vocoder imports streams/
+
+            self.vocoder = make_voice(layout, vocoder if isinstance(vocoder, str) else None)
         self._wavs: list[np.ndarray] = []
 
     def _t(self, k: int) -> float:
         return round((k + 1) * self.layout.turn_seconds, 6)
 
-    def unpack(self, k: int, out: TurnOutput) -> tuple[list[Event], np.ndarray | None]:
+    def log_mel(self, out: TurnOutput) -> torch.Tensor:
+        """The turn's frames for the vocoder: drawn ones when speaking, the floor otherwise."""
+        frames = self.layout.frames_per_turn
+        if out.audio is not None and out.control == SPEAK and self.norm is not None:
+            drawn = out.audio.reshape(frames, self.layout.mel_channels).float()
+            return self.norm.denormalize(drawn)
+        return torch.full((frames, self.layout.mel_channels), float(np.log10(LOG_FLOOR)))
+
+    def unpack(self, k: int, out: TurnOutput, wav: np.ndarray | None = None
+               ) -> tuple[list[Event], np.ndarray | None]:
+        """Events of OUT_k and its samples; `wav` is them when `vocode_outputs` already ran
+        this session in a batch with others."""
         events: list[Event] = []
         if out.control == SPEAK and self.speech_start is None:
             self.speech_start = k
@@ -198,14 +216,9 @@ class TurnUnpacker:
             events.extend(self._text_token(k, tok))
         for tok in out.heard or ():
             events.extend(self._heard_token(k, tok))
-        wav = None
         if self.vocoder is not None:
-            frames = self.layout.frames_per_turn
-            if out.audio is not None and out.control == SPEAK:
-                log_mel = self.norm.denormalize(out.audio.reshape(frames, self.layout.mel_channels).float())
-            else:
-                log_mel = torch.full((frames, self.layout.mel_channels), -10.0)
-            wav = self.vocoder.push(log_mel)
+            if wav is None:
+                wav = self.vocoder.push(self.log_mel(out))
             self._wavs.append(wav)
         return events, wav
 
@@ -268,3 +281,18 @@ class TurnUnpacker:
             events.append(Event(self._t(self.speech_start), "model_speech", end=self._t(k + 1)))
             self.speech_start = None
         return events
+
+
+def vocode_outputs(unpackers: list[TurnUnpacker], outs: list[TurnOutput]
+                   ) -> list[np.ndarray | None]:
+    """Every session's samples for this turn in one batched vocoder call (None where a
+    session has no audio); hand each to its `unpack(k, out, wav)`."""
+    from ..vocoder.streaming import vocode_turn
+
+    idx = [i for i, u in enumerate(unpackers) if u.vocoder is not None]
+    wavs = vocode_turn([unpackers[i].vocoder for i in idx],
+                       [unpackers[i].log_mel(outs[i]) for i in idx])
+    out: list[np.ndarray | None] = [None] * len(unpackers)
+    for i, w in zip(idx, wavs):
+        out[i] = w
+    return out
