@@ -25,6 +25,8 @@ from .runtime.conversation import DeliveryPolicy
 from .runtime.offline import OFFLINE_RESULT_LATENCY_S, OfflineResult, run_offline
 from .streams.turns import SPEAK, Event
 from .viz import Lane, write_html, write_png
+from .vocoder.asr import audio_text_agreement
+from .vocoder.streaming import vocoder_kind
 from .world.episode import Episode, EpisodeBuilder
 from .world.tts import EspeakTTS
 
@@ -180,10 +182,18 @@ def run_demo(model: InteractionModel, out: str | Path, live: bool = True, seed: 
                "model_words": len(result.model_words),
                "model_speech_s": round(sum(e.end - e.t for e in result.timeline.of("model_speech")), 1),
                "delegations": len(result.timeline.of("delegation")),
+               "vocoder": vocoder_kind(),  # MICROTURN_VOCODER=griffin-lim for the fallback
+               "audio_text_agreement": audio_text_agreement(
+                   result.timeline.model_audio, " ".join(w.text for w in result.model_words),
+                   [(e.t, e.end) for e in result.timeline.of("model_speech")]),
                "moments": moments(ep, result),
                "files": [str(out / n) for n in ("demo.wav", "demo_timeline.png", "demo_timeline.html")]}
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     print("\nWhat a listener hears (times from the end of each cue):", file=view.stream)
     for m in summary["moments"]:
         print("  " + describe(m), file=view.stream)
+    agree = summary["audio_text_agreement"]
+    agree = "n/a" if agree is None else f"{agree:.2f}"
+    print(f"  voice: {summary['vocoder']}; audio-text agreement (1 - WER of pocketsphinx on the "
+          f"model's audio vs its words): {agree}", file=view.stream)
     return summary

@@ -107,6 +107,35 @@ def _speaking(model: InteractionModel, opts: PerfOptions, progress: bool) -> dic
             "speaking_flow_steps": engine.flow_steps}
 
 
+def vocoder_ms_per_session(batch_sizes: tuple[int, ...] = (1, 4, 16), turns: int = 30,
+                           seed: int = 0) -> dict[str, float]:
+    """The trained vocoder alone: median ms per session-turn when n speaking sessions are
+    vocoded in one batched call (what the server does each turn), for each n."""
+    from .config import TurnLayout
+    from .streams.audio import AudioFrontend
+    from .vocoder.streaming import NeuralVoice, shared_vocoder, vocode_turn
+
+    lay = TurnLayout()
+    model = shared_vocoder()
+    rng = np.random.default_rng(seed)
+    t = np.arange(turns * lay.turn_samples) / lay.sample_rate
+    speech = 0.3 * np.sin(2 * np.pi * (120 + 40 * np.sin(3 * t)) * t)
+    speech += 0.03 * rng.standard_normal(len(t))
+    mel = AudioFrontend(lay).log_mel(speech.astype(np.float32))  # never silent: always vocoded
+    f = lay.frames_per_turn
+    out = {}
+    for n in batch_sizes:
+        voices = [NeuralVoice(model) for _ in range(n)]
+        ms = []
+        for k in range(turns):
+            frames = [mel[k * f:(k + 1) * f]] * n
+            t0 = time.perf_counter()
+            vocode_turn(voices, frames)
+            ms.append((time.perf_counter() - t0) * 1e3 / n)
+        out[str(n)] = float(np.median(ms[3:]))
+    return out
+
+
 def _cpu_ticks() -> tuple[int, int] | None:
     """(steal, total) jiffies from /proc/stat: how much CPU the host took from this VM."""
     try:
@@ -215,6 +244,7 @@ def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptio
         "dtype": opts.dtype,
         "device": str(engine.device),
         **speaking,
+        "vocoder_ms_per_session": vocoder_ms_per_session(opts.batch_sizes, seed=opts.seed),
         "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "python": platform.python_version(), "processor": state["cpu_model"], **state},
     }

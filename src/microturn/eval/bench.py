@@ -20,6 +20,7 @@ from ..world.scenario import Rendered, Scenario, render
 from ..world.tts import EspeakTTS
 from . import metrics as M
 from .baseline import SERVER_VAD, TurnBasedHarness, VadSettings, vad_agreement
+from ..vocoder.asr import audio_text_agreement
 from .scenario import oracle, score
 
 METRICS = ("pause_tor", "turn_taking_tor", "turn_taking_latency_s", "interruption_tor", "interruption_latency_s",
@@ -79,6 +80,11 @@ class BenchResult:
         return {f: {n: M.summarize(rows) for n, rows in systems.items()} for f, systems in fams.items()}
 
 
+def _said(words: list[M.Word]) -> str:
+    """The text stream a system spoke, for the recogniser to check its audio against."""
+    return " ".join(w.text for w in words)
+
+
 def run_bench(engine: Engine, scenarios: list[Scenario | Rendered], suite: str = "dev", seed: int = 0,
               vad: VadSettings = SERVER_VAD, progress: bool = True) -> BenchResult:
     tts = EspeakTTS()
@@ -92,12 +98,16 @@ def run_bench(engine: Engine, scenarios: list[Scenario | Rendered], suite: str =
         words, speech = M.heard(ours.timeline.events)
         tasks = [e for e in ours.timeline.events
                  if e.kind.startswith("task_") or e.kind in ("delegation", "result", "heard_word")]
-        check = {"vad_agreement": vad_agreement(ours.timeline.model_audio, speech)}
+        check = {"vad_agreement": vad_agreement(ours.timeline.model_audio, speech),
+                 "audio_text_agreement": audio_text_agreement(ours.timeline.model_audio,
+                                                              _said(words), speech)}
         if engine.model.transcript_head is not None:  # the harness's transcript is an oracle: none
             check |= M.transcript_cer([e.text for e in ours.timeline.events if e.kind == "heard_word"],
                                       [w.text for w in r.user_words])
         result.runs["microturn"].append(Run(words, speech, score(r, words, speech) | check, tasks))
         base = harness.run(r.recording.audio, oracle(r))
-        check = {"vad_agreement": vad_agreement(base.audio, base.speech)}
+        check = {"vad_agreement": vad_agreement(base.audio, base.speech),
+                 "audio_text_agreement": audio_text_agreement(base.audio, _said(base.words),
+                                                              base.speech)}
         result.runs["vad_harness"].append(Run(base.words, base.speech, score(r, base.words, base.speech) | check))
     return result
