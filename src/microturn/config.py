@@ -216,6 +216,7 @@ class TrainConfig:
     data: str = ""  # optional: a directory of real recordings (stereo WAV + alignment JSON)
     init_from: str = ""  # optional: a model checkpoint (or "default") whose weights a fresh run starts from
     dtype: str = "bf16"  # autocast for the forward pass (fp32 master weights): "bf16" or "fp32"
+    compile: bool = False  # torch.compile the training forward (pays back after ~100 CPU steps)
     pad_weight: float = 1.0  # a PAD slot of text/transcript counts this much of a real token
     loss_weights: dict = field(default_factory=dict)  # stream -> weight in the total (default 1)
     family_weights: dict = field(default_factory=dict)  # family -> relative share of episodes
