@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/world_speed.py [--per-family 3]
 
-Each family renders one warm-up episode first (espeak-ng's word cache fills), then
+Each family renders one warm-up episode first (the word caches fill; so does the babble
+bank, built once a process), then
 `--per-family` timed episodes (other indices), each through `generate` and
 `timeline_tensors`, the path `WorldData.render` takes. `--dry` skips the acoustic
 conditions (the mic hears the dry user and room tracks, as before `world.acoustics`), so
@@ -19,6 +20,7 @@ from microturn.config import TurnLayout
 from microturn.streams.audio import DMelCodec
 from microturn.train.data import timeline_tensors
 from microturn.world import acoustics
+from microturn.world.episode import _babble
 from microturn.world.families import FAMILY_GENERATORS, generate
 from microturn.world.tts import EspeakTTS
 
@@ -43,6 +45,8 @@ def main() -> None:
     layout, codec, tts = TurnLayout(), DMelCodec(), EspeakTTS()
     for f in FAMILY_GENERATORS:
         timeline_tensors(generate(f, 1000, "train", 16.0, tts).timeline, layout, codec)
+    if not args.dry:  # the babble bank is built once a process: warm-up, like the word caches
+        _babble(acoustics.Conditions(noise="babble"))
     t0, c0 = time.perf_counter(), _cpu()
     n = 0
     for f in FAMILY_GENERATORS:
