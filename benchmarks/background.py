@@ -53,15 +53,20 @@ def delegate(request: str) -> list[TurnOutput]:
 
 def speech(audio_level: float, k: int) -> np.ndarray:
     t = np.arange(3200) / 16000 + 0.2 * k
-    return (audio_level * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+    return (
+        audio_level * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+    ).astype(np.float32)
 
 
-def run(engine, agent, script: dict, turns: int, loud_until: int, settle: bool) -> tuple[Conversation, list, list]:
+def run(
+    engine, agent, script: dict, turns: int, loud_until: int, settle: bool
+) -> tuple[Conversation, list, list]:
     runner = BackgroundRunner() if agent else None
     conv = Conversation.open(engine, agent, runner, vocoder=False, settle=settle)
     times, rows = [], []
     quiet = TurnOutput(SILENT, [TOK.PAD] * 4, None)
     import time
+
     for k in range(turns):
         audio = speech(0.3 if k < loud_until else 0.0, k)
         inp = conv.prepare(audio)
@@ -86,17 +91,29 @@ def main() -> None:
     print("1. turn time (ms), one session, tiny config")
     many = {}
     for i in range(0, args.turns - 10, 10):  # a delegation every 2 s
-        many.update({i + 2 + j: o for j, o in enumerate(delegate(["17 * 23", "how far is the moon"][i // 10 % 2]))})
-    cases = {"no task": (None, {}), "slow task in flight": (SlowBackend(), dict(enumerate(delegate("anything"), 2))),
-             "embedded task every 2 s": (EmbeddedAgent(), many)}
+        many.update(
+            {
+                i + 2 + j: o
+                for j, o in enumerate(delegate(["17 * 23", "how far is the moon"][i // 10 % 2]))
+            }
+        )
+    cases = {
+        "no task": (None, {}),
+        "slow task in flight": (SlowBackend(), dict(enumerate(delegate("anything"), 2))),
+        "embedded task every 2 s": (EmbeddedAgent(), many),
+    }
     base = None
     for name, (agent, script) in cases.items():
         _, times, _ = run(engine, agent, script, args.turns, 0, settle=False)
         t = np.array(times[10:])
         base = base or np.median(t)
-        print(f"   {name:<26} p50 {np.median(t):6.1f}  p99 {np.percentile(t, 99):6.1f}  p50 ratio {np.median(t) / base:.2f}")
+        print(
+            f"   {name:<26} p50 {np.median(t):6.1f}  p99 {np.percentile(t, 99):6.1f}  p50 ratio {np.median(t) / base:.2f}"
+        )
 
-    print("\n2. timeline: the user talks until 4.0 s; the model delegates at 0.6 s (outputs scripted)")
+    print(
+        "\n2. timeline: the user talks until 4.0 s; the model delegates at 0.6 s (outputs scripted)"
+    )
     script = dict(enumerate(delegate("2**32 / 7"), 3))
     answer = text_outputs(TOK.encode("that is 613,566,756.57 "), SPEAK)
     script.update(enumerate(answer, 24))
@@ -106,12 +123,24 @@ def main() -> None:
         task_by_t.setdefault(round(ev.t, 1), []).append(f"{ev.task_id} {ev.kind}")
     print(f"   {'t (s)':>5}  {'user':<6} {'model text':<16} {'background slots':<18} events")
     for k, loud, out, background, events in rows:
-        text = "".join(TOK.name(t) if t >= 256 and t != TOK.PAD else (chr(t) if t < 128 else "·") for t in out.text if t != TOK.PAD)
+        text = "".join(
+            TOK.name(t) if t >= 256 and t != TOK.PAD else (chr(t) if t < 128 else "·")
+            for t in out.text
+            if t != TOK.PAD
+        )
         bg = "".join(chr(t) if t < 128 else "" for t in background if t != TOK.PAD)
-        marks = task_by_t.get(round(0.2 * k, 1), []) + [f"{e.kind}: {e.text}" for e in events if e.kind != "model_speech"]
-        res = [f"result in: {e.text}" for e in conv.events if e.kind == "result" and abs(e.t - 0.2 * k) < 1e-6]
+        marks = task_by_t.get(round(0.2 * k, 1), []) + [
+            f"{e.kind}: {e.text}" for e in events if e.kind != "model_speech"
+        ]
+        res = [
+            f"result in: {e.text}"
+            for e in conv.events
+            if e.kind == "result" and abs(e.t - 0.2 * k) < 1e-6
+        ]
         if text or bg or marks or res or k % 5 == 0:
-            print(f"   {0.2 * k:5.1f}  {'talks' if loud else '':<6} {text!r:<16} {bg!r:<18} {'; '.join(marks + res)}")
+            print(
+                f"   {0.2 * k:5.1f}  {'talks' if loud else '':<6} {text!r:<16} {bg!r:<18} {'; '.join(marks + res)}"
+            )
 
 
 if __name__ == "__main__":

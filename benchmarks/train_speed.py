@@ -82,7 +82,9 @@ def main() -> None:
         print(f"{k:>14}: {r['step_s']:.2f} s/step  {r['tokens_per_s']:8,.0f} tokens/s  "
               f"{r['speedup_vs_fp32']:.2f}x fp32")
     if args.json:
-        Path(args.json).write_text(json.dumps({"tokens_per_step": tokens, "variants": rows}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"tokens_per_step": tokens, "variants": rows}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,18 @@ def _seed():
 @pytest.fixture
 def small_cfg() -> ModelConfig:
     """A quick model: 2 layers and a 4-turn window, so tests cross the window early."""
-    return ModelConfig(n_layers=2, window_turns=4, sink_turns=1, d_model=128, n_heads=4, n_kv_heads=2,
-                       ffn_hidden=256, flow_width=128, flow_depth=2, hmlp_width=64)
+    return ModelConfig(
+        n_layers=2,
+        window_turns=4,
+        sink_turns=1,
+        d_model=128,
+        n_heads=4,
+        n_kv_heads=2,
+        ffn_hidden=256,
+        flow_width=128,
+        flow_depth=2,
+        hmlp_width=64,
+    )
 
 
 @pytest.fixture
@@ -39,8 +49,19 @@ def tone(seconds: float, rate: int = 16_000, freq: float = 220.0) -> np.ndarray:
 
 def tiny_server_model() -> InteractionModel:
     """A small random model: servers in tests need turns, not good ones."""
-    return InteractionModel(ModelConfig(n_layers=2, window_turns=4, d_model=128, n_heads=4, n_kv_heads=2,
-                                        ffn_hidden=256, flow_width=128, flow_depth=2, hmlp_width=64)).eval()
+    return InteractionModel(
+        ModelConfig(
+            n_layers=2,
+            window_turns=4,
+            d_model=128,
+            n_heads=4,
+            n_kv_heads=2,
+            ffn_hidden=256,
+            flow_width=128,
+            flow_depth=2,
+            hmlp_width=64,
+        )
+    ).eval()
 
 
 def writing_model():
@@ -62,15 +83,25 @@ def writing_model():
             out.bias.fill_(-30.0)
             for tok, b in bias.items():
                 w = torch.randn(head.in_features, generator=gen)
-                out.weight[tok] = w / head.in_features ** 0.5
+                out.weight[tok] = w / head.in_features**0.5
                 out.bias[tok] = b
         return out
 
-    model.text_head = narrowed(model.text_head, {
-        T.PAD: 2.0, ord("1"): 1.0, ord("2"): 1.0, ord("+"): 0.5, ord(" "): 1.0,
-        T.DELEGATE: -1.0, T.DELEGATE_END: 0.0})
-    model.transcript_head = narrowed(model.transcript_head,
-                                     {ord(c): 0.0 for c in "abc"} | {ord(" "): -0.3})
+    model.text_head = narrowed(
+        model.text_head,
+        {
+            T.PAD: 2.0,
+            ord("1"): 1.0,
+            ord("2"): 1.0,
+            ord("+"): 0.5,
+            ord(" "): 1.0,
+            T.DELEGATE: -1.0,
+            T.DELEGATE_END: 0.0,
+        },
+    )
+    model.transcript_head = narrowed(
+        model.transcript_head, {ord(c): 0.0 for c in "abc"} | {ord(" "): -0.3}
+    )
     return model
 
 
@@ -78,6 +109,7 @@ def writing_model():
 def serving(app):
     """A real uvicorn server for `app` on a free loopback port, run in a thread; yields the port."""
     import uvicorn
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

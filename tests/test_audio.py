@@ -7,8 +7,20 @@ import torch
 from conftest import tone
 from microturn.config import TurnLayout
 from microturn.errors import InputError
-from microturn.streams.audio import (LOG_FLOOR, LOG_MEL_CEIL, AudioFrontend, DMelCodec, GriffinLim, MelNorm,
-                                     StreamingLogMel, StreamingVocoder, pcm16_to_float, read_wav, resample, wav_bytes)
+from microturn.streams.audio import (
+    LOG_FLOOR,
+    LOG_MEL_CEIL,
+    AudioFrontend,
+    DMelCodec,
+    GriffinLim,
+    MelNorm,
+    StreamingLogMel,
+    StreamingVocoder,
+    pcm16_to_float,
+    read_wav,
+    resample,
+    wav_bytes,
+)
 
 LAY = TurnLayout()
 
@@ -17,7 +29,7 @@ def test_streaming_log_mel_equals_whole_recording():
     fe = AudioFrontend(LAY)
     x = tone(2.0)
     stream = StreamingLogMel(fe)
-    parts = torch.cat([stream.push(x[k * 3200:(k + 1) * 3200]) for k in range(10)])
+    parts = torch.cat([stream.push(x[k * 3200 : (k + 1) * 3200]) for k in range(10)])
     assert parts.shape == (160, 80)
     assert torch.equal(parts, fe.log_mel(x))
 
@@ -58,22 +70,25 @@ def test_griffin_lim_round_trip_bound():
     assert len(wav) == len(x)
     assert _energetic_error(fe, dq, wav) < 0.3
     voc = StreamingVocoder(gl)
-    out = np.concatenate([voc.push(dq[k * 16:(k + 1) * 16]) for k in range(10)])
-    aligned = np.concatenate([out[voc.lag_samples:], np.zeros(voc.lag_samples, np.float32)])
+    out = np.concatenate([voc.push(dq[k * 16 : (k + 1) * 16]) for k in range(10)])
+    aligned = np.concatenate([out[voc.lag_samples :], np.zeros(voc.lag_samples, np.float32)])
     assert _energetic_error(fe, dq[:-8], aligned) < 0.35
-
 
 
 def test_streaming_vocoder_skips_silence_it_could_not_have_made_audible():
     fe = AudioFrontend(LAY)
     gl = GriffinLim(fe)
     floor = torch.full((16, LAY.mel_channels), math.log10(LOG_FLOOR))
-    assert np.abs(gl.synthesize(floor)).max() < 0.5 / 32768  # what the shortcut stands in for: below a PCM16 step
+    assert (
+        np.abs(gl.synthesize(floor)).max() < 0.5 / 32768
+    )  # what the shortcut stands in for: below a PCM16 step
     voc = StreamingVocoder(gl)
     assert not voc.push(floor).any() and not voc.push(floor).any()
     assert np.abs(voc.push(fe.log_mel(tone(0.2)))).max() > 0.01  # speech after silence is vocoded
-    tail = voc.push(floor)  # the context still holds speech: its last blocks drain through Griffin-Lim
-    assert np.abs(tail[:gl.hop]).max() > 1e-3
+    tail = voc.push(
+        floor
+    )  # the context still holds speech: its last blocks drain through Griffin-Lim
+    assert np.abs(tail[: gl.hop]).max() > 1e-3
     assert not voc.push(floor).any()  # speech has left the context: silence again
 
 
@@ -108,9 +123,15 @@ def test_drawn_frames_are_held_to_what_a_log_mel_can_be():
     norm = MelNorm(lay.mel_channels)
     norm.fit(AudioFrontend(lay).log_mel(torch.tensor(tone(2.0))))
     sine = torch.sin(2 * torch.pi * 300 * torch.arange(16_000) / 16_000)  # full scale
-    real = norm.normalize(AudioFrontend(lay).log_mel(sine)).reshape(-1, lay.frames_per_token * lay.mel_channels)
-    assert torch.equal(norm.bound(real), real)  # anything a signal in [-1, 1] makes passes untouched
-    wild = torch.tensor([-1e6, 1e6]).repeat_interleave(lay.mel_channels)[None]  # one frame too quiet, one too loud
+    real = norm.normalize(AudioFrontend(lay).log_mel(sine)).reshape(
+        -1, lay.frames_per_token * lay.mel_channels
+    )
+    assert torch.equal(
+        norm.bound(real), real
+    )  # anything a signal in [-1, 1] makes passes untouched
+    wild = torch.tensor([-1e6, 1e6]).repeat_interleave(lay.mel_channels)[
+        None
+    ]  # one frame too quiet, one too loud
     quiet, loud = norm.denormalize(norm.bound(wild).reshape(2, lay.mel_channels))
     assert torch.allclose(quiet, torch.full_like(quiet, math.log10(LOG_FLOOR)), atol=1e-4)
     assert torch.allclose(loud, torch.full_like(loud, LOG_MEL_CEIL), atol=1e-4)

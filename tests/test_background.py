@@ -25,7 +25,13 @@ class ScriptedAgent:
     name = "scripted"
 
     def __init__(self, delay=0.0, fail=False, hang=False, timeout_s=0.5, gate=None):
-        self.delay, self.fail, self.hang, self.timeout_s, self.gate = delay, fail, hang, timeout_s, gate
+        self.delay, self.fail, self.hang, self.timeout_s, self.gate = (
+            delay,
+            fail,
+            hang,
+            timeout_s,
+            gate,
+        )
         self.closed = []
 
     async def run(self, ctx: ContextPackage):
@@ -50,7 +56,9 @@ def wait_for(manager, kinds, limit=5.0):
         if kinds <= {(e.task_id, e.kind) for e in seen}:
             return seen
         time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {kinds}; saw {[(e.task_id, e.kind) for e in seen]}")
+    raise AssertionError(
+        f"timed out waiting for {kinds}; saw {[(e.task_id, e.kind) for e in seen]}"
+    )
 
 
 @pytest.fixture
@@ -67,7 +75,10 @@ def test_two_tasks_at_once_are_not_mixed_up(runner):
     assert tm.running() == [a, b]  # both in flight together
     events = wait_for(tm, {(a, "done"), (b, "done")})
     texts = {i: [e.text for e in events if e.task_id == i and e.kind == "progress"] for i in (a, b)}
-    assert texts == {a: ["answer to alpha.", "Second sentence."], b: ["answer to beta.", "Second sentence."]}
+    assert texts == {
+        a: ["answer to alpha.", "Second sentence."],
+        b: ["answer to beta.", "Second sentence."],
+    }
 
 
 def test_cancel_stops_the_task(runner):
@@ -108,7 +119,7 @@ def delegate(text):
     """Text-slot outputs that spell <delegate>text</delegate>, 4 tokens a turn."""
     ids = [TOK.DELEGATE] + TOK.encode(text) + [TOK.DELEGATE_END]
     ids += [TOK.PAD] * (-len(ids) % 4)
-    return [TurnOutput(SILENT, ids[i:i + 4], None) for i in range(0, len(ids), 4)]
+    return [TurnOutput(SILENT, ids[i : i + 4], None) for i in range(0, len(ids), 4)]
 
 
 QUIET = TurnOutput(SILENT, [TOK.PAD] * 4, None)
@@ -151,15 +162,23 @@ def test_result_is_held_while_the_user_talks(small_model, runner):
     _, inputs = drive(conv, 25, script_from(2, delegate("2 + 2")), loud=lambda k: k < loud_until)
     done = next(e for e in conv.timeline_events() if e.kind == "task_done")
     result = next(e for e in conv.events if e.kind == "result")
-    assert done.t < 1.5 and result.t == pytest.approx(loud_until * 0.2)  # ready early, said at the pause
+    assert done.t < 1.5 and result.t == pytest.approx(
+        loud_until * 0.2
+    )  # ready early, said at the pause
     assert all(tok == TOK.PAD for inp in inputs[:loud_until] for tok in inp.background)
     conv.close()
 
 
 def test_result_goes_in_after_the_longest_hold(small_model, runner):
     engine = Engine(small_model, EngineConfig(max_sessions=1))
-    conv = Conversation.open(engine, EmbeddedAgent(), runner, vocoder=False, settle=True,
-                             policy=DeliveryPolicy(max_hold_s=2.0))
+    conv = Conversation.open(
+        engine,
+        EmbeddedAgent(),
+        runner,
+        vocoder=False,
+        settle=True,
+        policy=DeliveryPolicy(max_hold_s=2.0),
+    )
     drive(conv, 30, script_from(2, delegate("2 + 2")), loud=lambda k: True)
     done = next(e for e in conv.timeline_events() if e.kind == "task_done")
     result = next(e for e in conv.events if e.kind == "result")
@@ -174,14 +193,19 @@ def test_a_slow_task_never_delays_a_turn(small_model, runner):
     gate = asyncio.Event()
     conv = Conversation.open(engine, ScriptedAgent(gate=gate, timeout_s=600), runner, vocoder=False)
     drive(conv, 12, script_from(1, delegate("slow")))
-    assert conv.session.turn == 12 and conv.tasks.states["t1"] == "running"  # every turn ran meanwhile
+    assert (
+        conv.session.turn == 12 and conv.tasks.states["t1"] == "running"
+    )  # every turn ran meanwhile
     runner.call(gate.set)
     deadline = time.monotonic() + 10
     while conv.tasks.states["t1"] == "running" and time.monotonic() < deadline:
         time.sleep(0.02)
     assert conv.tasks.states["t1"] == "done"
     drive(conv, 2)
-    assert [e.text for e in conv.events if e.kind == "result"] == ["answer to slow.", "Second sentence."]
+    assert [e.text for e in conv.events if e.kind == "result"] == [
+        "answer to slow.",
+        "Second sentence.",
+    ]
     conv.close()
 
 

@@ -52,13 +52,20 @@ def test_it_takes_the_turn_in_a_long_pause(tts):
 
 
 def test_it_never_backchannels_or_speaks_unprompted(tts):
-    story = tts.speak("Yesterday I went to the market, and I bought apples, pears, bread and a lot of cheese "
-                      "for the party on Sunday, because my whole family is coming over.", Voice(variant="f2"))
+    story = tts.speak(
+        "Yesterday I went to the market, and I bought apples, pears, bread and a lot of cheese "
+        "for the party on Sunday, because my whole family is coming over.",
+        Voice(variant="f2"),
+    )
     audio = place(1.0 + story.duration + 0.3, (1.0, story))  # ends before any commit
     out = TurnBasedHarness(SERVER_VAD, tts).run(audio, lambda c: "Mm hm.")
     assert out.words == [] and out.speech == []
-    assert backchannel(out.words, out.speech, (1.0, 1.0 + story.duration))["backchannel_freq"] == 0.0
-    quiet = TurnBasedHarness(SERVER_VAD, tts).run(np.zeros(RATE * 8, np.float32), lambda c: "Say it now.")
+    assert (
+        backchannel(out.words, out.speech, (1.0, 1.0 + story.duration))["backchannel_freq"] == 0.0
+    )
+    quiet = TurnBasedHarness(SERVER_VAD, tts).run(
+        np.zeros(RATE * 8, np.float32), lambda c: "Say it now."
+    )
     assert quiet.words == []  # no TimeSpeak, no cue, nothing without a commit
 
 

@@ -16,14 +16,23 @@ def test_dev_suite_loads():
     assert len({s.id for s in suite}) == len(suite)
 
 
-@pytest.mark.parametrize("text,message", [
-    ('{"id": "x", "family": "dance", "duration": 3}', "family 'dance'"),
-    ('{"id": "x", "family": "pause", "duration": 3, "speed": 2}', "unknown key 'speed'"),
-    ('{"id": "x", "family": "pause"}', "missing 'duration'"),
-    ('{"id": "x", "family": "pause", "duration": 3, "user": [{"text": "hi", "t": 1, "after": 1}]}', "exactly one of"),
-    ('{"id": "x", "family": "pause", "duration": 3, "user": [{"text": "hi", "when": 1}]}', "bad \\[\\[user\\]\\]"),
-    ('{"id": ', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ('{"id": "x", "family": "dance", "duration": 3}', "family 'dance'"),
+        ('{"id": "x", "family": "pause", "duration": 3, "speed": 2}', "unknown key 'speed'"),
+        ('{"id": "x", "family": "pause"}', "missing 'duration'"),
+        (
+            '{"id": "x", "family": "pause", "duration": 3, "user": [{"text": "hi", "t": 1, "after": 1}]}',
+            "exactly one of",
+        ),
+        (
+            '{"id": "x", "family": "pause", "duration": 3, "user": [{"text": "hi", "when": 1}]}',
+            "bad \\[\\[user\\]\\]",
+        ),
+        ('{"id": ', "not valid JSON"),
+    ],
+)
 def test_bad_scenario_files_name_the_problem(tmp_path, text, message):
     (tmp_path / "s.json").write_text(text)
     with pytest.raises(ConfigError, match=message):
@@ -39,14 +48,25 @@ def test_empty_or_missing_suite(tmp_path):
 
 def test_speech_longer_than_the_scenario_is_refused():
     from microturn.world.scenario import render
-    sc = Scenario.from_dict({"id": "x", "family": "turn_taking", "duration": 1.0,
-                             "user": [{"t": 0.5, "text": "a rather long sentence for one second"}]})
+
+    sc = Scenario.from_dict(
+        {
+            "id": "x",
+            "family": "turn_taking",
+            "duration": 1.0,
+            "user": [{"t": 0.5, "text": "a rather long sentence for one second"}],
+        }
+    )
     with pytest.raises(ConfigError, match="after its duration of 1 s"):
         render(sc)
 
 
 def test_bench_side_by_side(small_model, tmp_path):
-    suite = [s for s in load_suite("dev") if s.id in ("turn_taking_capital", "timespeak_seven", "pause_thinking")]
+    suite = [
+        s
+        for s in load_suite("dev")
+        if s.id in ("turn_taking_capital", "timespeak_seven", "pause_thinking")
+    ]
     result = run_bench(Engine(small_model, EngineConfig(max_sessions=1)), suite, progress=False)
     summary = result.summary()
     assert summary["scenarios"] == 3 and set(summary["systems"]) == {"microturn", "vad_harness"}
@@ -54,7 +74,11 @@ def test_bench_side_by_side(small_model, tmp_path):
         assert set(METRICS) <= set(system)  # every promised key, None where no scenario measures it
     base = summary["systems"]["vad_harness"]
     assert base["vad_agreement"] > 0.8  # its logged speech is where a VAD hears speech in its audio
-    assert base["turn_taking_latency_s"] >= 0.5 and base["timespeak_acc"] == 0.0 and base["pause_tor"] == 1.0
+    assert (
+        base["turn_taking_latency_s"] >= 0.5
+        and base["timespeak_acc"] == 0.0
+        and base["pause_tor"] == 1.0
+    )
     json.dumps(summary)
     assert "timespeak_acc" in format_table(result)
     pngs = write_plots(result, tmp_path / "plots")

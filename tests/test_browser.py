@@ -215,8 +215,10 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
     assert abs(timeline["duration"] - len(pcm) / 16_000) < 0.01
     kinds = {e["kind"] for e in timeline["events"]}
     assert {"model_word", "heard_word", "user_text", "model_speech"} <= kinds
-    assert all(set(e) == {"t", "kind", "text", "end"} and 0 <= e["t"] <= timeline["duration"]
-               for e in timeline["events"])
+    assert all(
+        set(e) == {"t", "kind", "text", "end"} and 0 <= e["t"] <= timeline["duration"]
+        for e in timeline["events"]
+    )
 
 
 def test_client_on_a_phone_mic_denied_then_live(browser, tmp_path):
@@ -225,9 +227,11 @@ def test_client_on_a_phone_mic_denied_then_live(browser, tmp_path):
     server = Served(create_app(engine), port)
     try:
         page, errors = open_page(browser, f"http://127.0.0.1:{port}/", 390, 844, mic=False)
-        unlabelled = page.evaluate("[...document.querySelectorAll('input, select, button')]"
-                                   ".filter(e => !e.hidden && !(e.labels && e.labels.length)"
-                                   " && !e.textContent.trim()).map(e => e.id)")
+        unlabelled = page.evaluate(
+            "[...document.querySelectorAll('input, select, button')]"
+            ".filter(e => !e.hidden && !(e.labels && e.labels.length)"
+            " && !e.textContent.trim()).map(e => e.id)"
+        )
         tabs = 0  # keyboard only: Tab to Start, Enter
         while page.evaluate("document.activeElement.id") != "start" and tabs < 10:
             page.keyboard.press("Tab")
@@ -270,18 +274,23 @@ def test_timeline_page_renders_in_chromium(browser, tmp_path):
     every lane drawn, spans where the speech was, words under them, nothing broken."""
     from microturn.viz import Lane, write_html
 
-    lanes = [Lane("user", [(0.0, 1.5), (4.0, 5.0)], [(0.0, "what"), (0.6, "is"), (4.0, "stop")]),
-             Lane("microturn", [(1.8, 4.2)], [(1.8, "Paris <b>")]),
-             Lane("vad_harness", [(2.1, 4.1)], [(2.1, "Paris")]),
-             Lane("background", [], [(2.5, "delegation: 2**32")])]
-    page_path = write_html(tmp_path / "t.html", "turn_taking_capital — turn_taking", 6.0, lanes,
-                           ["scores: {}"])
+    lanes = [
+        Lane("user", [(0.0, 1.5), (4.0, 5.0)], [(0.0, "what"), (0.6, "is"), (4.0, "stop")]),
+        Lane("microturn", [(1.8, 4.2)], [(1.8, "Paris <b>")]),
+        Lane("vad_harness", [(2.1, 4.1)], [(2.1, "Paris")]),
+        Lane("background", [], [(2.5, "delegation: 2**32")]),
+    ]
+    page_path = write_html(
+        tmp_path / "t.html", "turn_taking_capital — turn_taking", 6.0, lanes, ["scores: {}"]
+    )
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(page_path.as_uri())
-    rects = page.evaluate("[...document.querySelectorAll('svg rect')].map(r => {const b ="
-                          " r.getBoundingClientRect(); return [b.x, b.width, b.height]; })")
+    rects = page.evaluate(
+        "[...document.querySelectorAll('svg rect')].map(r => {const b ="
+        " r.getBoundingClientRect(); return [b.x, b.width, b.height]; })"
+    )
     labels = page.evaluate("[...document.querySelectorAll('svg text')].map(t => t.textContent)")
     shot = page.screenshot(full_page=True)
     page.close()

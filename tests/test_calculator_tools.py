@@ -9,37 +9,56 @@ from microturn.background.tools import Clock, Knowledge, ToolError, convert, def
 from microturn.streams.turns import Event
 
 
-@pytest.mark.parametrize("expr,value", [("17 * 23", 391), ("2**32", 4294967296), ("(1 + 2) * 3 / 4", 2.25),
-                                        ("17 times 23", 391), ("10 divided by 4", 2.5), ("sqrt(16) + 1", 5.0),
-                                        ("-3 ** 2", -9), ("1,000 + 1", 1001), ("7 % 3", 1), ("pi * 2", 6.283185307179586)])
+@pytest.mark.parametrize(
+    "expr,value",
+    [
+        ("17 * 23", 391),
+        ("2**32", 4294967296),
+        ("(1 + 2) * 3 / 4", 2.25),
+        ("17 times 23", 391),
+        ("10 divided by 4", 2.5),
+        ("sqrt(16) + 1", 5.0),
+        ("-3 ** 2", -9),
+        ("1,000 + 1", 1001),
+        ("7 % 3", 1),
+        ("pi * 2", 6.283185307179586),
+    ],
+)
 def test_calculator_evaluates(expr, value):
     assert calculate(expr) == pytest.approx(value)
 
 
-@pytest.mark.parametrize("expr,message", [
-    ("(1).__class__", "attribute access"),
-    ("__import__('os').system('ls')", "Call is not allowed"),
-    ("__import__('os')", "unknown function '__import__'"),
-    ("open('/etc/passwd')", "unknown function 'open'"),
-    ("2 ** 100000", "exponent 100000 is too large"),
-    ("10 ** 999", "exceeds"),
-    ("9 ** 9 ** 9", "too large"),
-    ("1 / 0", "division by zero"),
-    ("factorial(1000)", "factorial takes"),
-    ("1 + " * 100 + "1", "characters: at most 200"),
-    ("y + 1", "unknown name 'y'"),
-    ("[1]", "List is not allowed"),
-    ("lambda: 1", "Lambda is not allowed"),
-    ("", "empty expression"),
-    ("2 +", "not arithmetic"),
-])
+@pytest.mark.parametrize(
+    "expr,message",
+    [
+        ("(1).__class__", "attribute access"),
+        ("__import__('os').system('ls')", "Call is not allowed"),
+        ("__import__('os')", "unknown function '__import__'"),
+        ("open('/etc/passwd')", "unknown function 'open'"),
+        ("2 ** 100000", "exponent 100000 is too large"),
+        ("10 ** 999", "exceeds"),
+        ("9 ** 9 ** 9", "too large"),
+        ("1 / 0", "division by zero"),
+        ("factorial(1000)", "factorial takes"),
+        ("1 + " * 100 + "1", "characters: at most 200"),
+        ("y + 1", "unknown name 'y'"),
+        ("[1]", "List is not allowed"),
+        ("lambda: 1", "Lambda is not allowed"),
+        ("", "empty expression"),
+        ("2 +", "not arithmetic"),
+    ],
+)
 def test_calculator_refuses(expr, message):
     with pytest.raises(CalculatorError, match=message):
         calculate(expr)
 
 
 def test_spoken_numbers():
-    assert spoken_number(4294967296) == "4,294,967,296" and spoken_number(2.5) == "2.5" and spoken_number(3.0) == "3"
+    assert (
+        spoken_number(4294967296) == "4,294,967,296"
+        and spoken_number(2.5) == "2.5"
+        and spoken_number(3.0) == "3"
+    )
     assert spoken_number(2**32 / 7) == "613,566,756.57" and spoken_number(1 / 3) == "0.333333"
 
 
@@ -70,6 +89,7 @@ def test_timer_runs_on_the_conversation_clock():
         clock.advance(5.0)
         rest = [c for c in [await nxt] + [c async for c in gen] if c]
         return rest
+
     assert asyncio.run(go()) == ["Time is up: tea."]
 
 
@@ -81,17 +101,31 @@ def test_embedded_agent_uses_the_conversation():
 
     async def collect(request):
         return [c async for c in agent.run(ContextPackage("t", request, 0.0, []))]
+
     assert asyncio.run(collect("what is 2**32")) == ["2 to the power of 32 is 4,294,967,296."]
     assert asyncio.run(collect("convert 10 km to miles")) == ["10 km is 6.2137 miles."]
     assert "206" in asyncio.run(collect("how many bones does an adult have"))[0]
 
 
 def test_context_package_carries_the_whole_conversation():
-    events = [Event(0.4, "model_word", "hello"), Event(0.6, "model_word", "there"), Event(1.0, "user_text", "what is 2+2"),
-              Event(1.2, "delegation", "2+2"), Event(2.0, "result", "2 plus 2 is 4."), Event(9.0, "model_word", "later")]
+    events = [
+        Event(0.4, "model_word", "hello"),
+        Event(0.6, "model_word", "there"),
+        Event(1.0, "user_text", "what is 2+2"),
+        Event(1.2, "delegation", "2+2"),
+        Event(2.0, "result", "2 plus 2 is 4."),
+        Event(9.0, "model_word", "later"),
+    ]
     ctx = ContextPackage.from_events("t3", "and times 10?", 5.0, events)
-    assert [r["kind"] for r in ctx.transcript] == ["model_word", "user_text", "delegation", "result"]
-    assert ctx.transcript[0]["text"] == "hello there"  # words merged into an utterance, nothing from the future
+    assert [r["kind"] for r in ctx.transcript] == [
+        "model_word",
+        "user_text",
+        "delegation",
+        "result",
+    ]
+    assert (
+        ctx.transcript[0]["text"] == "hello there"
+    )  # words merged into an utterance, nothing from the future
     assert ContextPackage.from_json(ctx.to_json()) == ctx
     msgs = ctx.to_messages()
     assert [m["role"] for m in msgs] == ["system", "assistant", "user", "assistant", "user", "user"]

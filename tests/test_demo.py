@@ -19,8 +19,16 @@ from microturn.world.tts import EspeakTTS
 def test_script_covers_the_families_it_promises():
     ep = script(EspeakTTS())
     text = " ".join(w.text for w in ep.rendered.user_words)
-    for phrase in ("capital of France", "what I really want", "long story", "Hey Sam", "say now in five",
-                   "27 times 14", "whenever I say apple", "green circle"):
+    for phrase in (
+        "capital of France",
+        "what I really want",
+        "long story",
+        "Hey Sam",
+        "say now in five",
+        "27 times 14",
+        "whenever I say apple",
+        "green circle",
+    ):
         assert phrase.lower() in text.lower(), phrase
     assert ep.rendered.recording.frames and ep.scenario.duration == DURATION_S
     assert max(w.end for w in ep.rendered.user_words) < DURATION_S - 10
@@ -41,29 +49,51 @@ def test_demo_writes_wav_png_html_with_a_live_timeline(tmp_path, small_cfg, caps
     assert all(lane in page for lane in (">user<", ">model<", ">background<"))
     summary = json.loads((out / "demo_summary.json").read_text())
     assert summary["seconds"] == DURATION_S and summary["wall_s"] > 0
-    assert [m["moment"] for m in summary["moments"]] == ["turn-taking", "pause", "interruption", "not addressed",
-                                                         "TimeSpeak", "delegation", "CueSpeak", "visual"]
+    assert [m["moment"] for m in summary["moments"]] == [
+        "turn-taking",
+        "pause",
+        "interruption",
+        "not addressed",
+        "TimeSpeak",
+        "delegation",
+        "CueSpeak",
+        "visual",
+    ]
 
 
 def test_moments_report_what_a_listener_hears():
     ep = script(EspeakTTS())
     turns = ep.rendered.turns
-    apples = [w.t for w in ep.rendered.user_words if w.text.lower().startswith("apple") and w.t >= turns[10][0]]
+    apples = [
+        w.t
+        for w in ep.rendered.user_words
+        if w.text.lower().startswith("apple") and w.t >= turns[10][0]
+    ]
     appears = ep.rendered.truth["appears"]
-    said = [(turns[0][1] + 0.4, "Paris."),                      # answers 0.4 s after the question
-            (turns[1][1] - 0.2, "Bingo!"),                      # over the user's last word,
-            (turns[1][1] + 0.5, "um"),                          # and into the pause
-            (turns[3][1] + 0.3, "Once"), (turns[3][1] + 0.6, "upon"),
-            (turns[6][1] + 5.2, "now."),                        # 0.2 s late
-            (turns[7][1] + 3.0, "378."),
-            (apples[0] + 0.5, "beep"),                          # one apple of two
-            (appears + 0.8, "there")]
+    said = [
+        (turns[0][1] + 0.4, "Paris."),  # answers 0.4 s after the question
+        (turns[1][1] - 0.2, "Bingo!"),  # over the user's last word,
+        (turns[1][1] + 0.5, "um"),  # and into the pause
+        (turns[3][1] + 0.3, "Once"),
+        (turns[3][1] + 0.6, "upon"),
+        (turns[6][1] + 5.2, "now."),  # 0.2 s late
+        (turns[7][1] + 3.0, "378."),
+        (apples[0] + 0.5, "beep"),  # one apple of two
+        (appears + 0.8, "there"),
+    ]
     events = [Event(t, "model_word", w, t + 0.2) for t, w in said]
-    events += [Event(turns[3][1] + 0.3, "model_speech", "", turns[4][0] + 0.35)]  # cut 0.35 s after "Wait"
+    events += [
+        Event(turns[3][1] + 0.3, "model_speech", "", turns[4][0] + 0.35)
+    ]  # cut 0.35 s after "Wait"
     events += [Event(turns[7][1] + 0.2, "delegation", "27*14")]
-    got = {m["moment"]: m for m in moments(ep, OfflineResult(Timeline(DURATION_S, events), [], b""))}
+    got = {
+        m["moment"]: m for m in moments(ep, OfflineResult(Timeline(DURATION_S, events), [], b""))
+    }
     assert got["turn-taking"]["heard"] == "Paris." and got["turn-taking"]["latency_s"] == 0.4
-    assert got["pause"]["heard_before_user_resumed"] == "Bingo! um" and got["pause"]["answer_heard"] == ""
+    assert (
+        got["pause"]["heard_before_user_resumed"] == "Bingo! um"
+        and got["pause"]["answer_heard"] == ""
+    )
     assert got["interruption"]["talking_when_cut"] and got["interruption"]["stop_latency_s"] == 0.35
     assert got["not addressed"]["heard"] == ""
     assert got["TimeSpeak"]["now_at_s"] == 5.2

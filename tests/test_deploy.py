@@ -25,7 +25,9 @@ import pytest
 import websockets
 
 needs_haproxy = pytest.mark.skipif(
-    shutil.which("haproxy") is None, reason="haproxy is not installed (Debian: apt-get install haproxy)")
+    shutil.which("haproxy") is None,
+    reason="haproxy is not installed (Debian: apt-get install haproxy)",
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOTS = 3  # sessions per replica
@@ -71,15 +73,35 @@ class Replica:
 
     def refused(self) -> float:
         text = urllib.request.urlopen(f"http://{self.addr}/metrics", timeout=5).read().decode()
-        return float(next(line.split()[1] for line in text.splitlines()
-                          if line.startswith("microturn_sessions_refused_total")))
+        return float(
+            next(
+                line.split()[1]
+                for line in text.splitlines()
+                if line.startswith("microturn_sessions_refused_total")
+            )
+        )
 
 
 def start_replica(name: str, toml: Path, grace: float, log: Path) -> Replica:
     port, agent = free_port(), free_port()
-    cmd = [sys.executable, "-m", "microturn.cli", "serve", "--config", str(toml),
-           "--port", str(port), "--agent-port", str(agent), "--max-sessions", str(SLOTS),
-           "--threads", "1", "--drain-grace", str(grace)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "microturn.cli",
+        "serve",
+        "--config",
+        str(toml),
+        "--port",
+        str(port),
+        "--agent-port",
+        str(agent),
+        "--max-sessions",
+        str(SLOTS),
+        "--threads",
+        "1",
+        "--drain-grace",
+        str(grace),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
     return Replica(name, port, agent, proc)
@@ -109,8 +131,11 @@ class Cluster:
         """HAProxy's own view of each server (status, weight, current connections)."""
         text = urllib.request.urlopen(f"http://{self.stats}/stats;csv", timeout=5).read().decode()
         rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
-        return {r["svname"]: r for r in rows
-                if r["pxname"] == "replicas" and r["svname"] in ("r1", "r2")}
+        return {
+            r["svname"]: r
+            for r in rows
+            if r["pxname"] == "replicas" and r["svname"] in ("r1", "r2")
+        }
 
     def live(self) -> tuple[int, int]:
         return self.r1.health()[1]["live_sessions"], self.r2.health()[1]["live_sessions"]
@@ -127,20 +152,37 @@ def cluster(tmp_path_factory):
     procs = [r1.proc, r2.proc]
     try:
         for r in (r1, r2):
-            wait_for(f"replica {r.name} (log: {tmp / (r.name + '.log')})",
-                     lambda r=r: r.health()[0] == 200, 120)
+            wait_for(
+                f"replica {r.name} (log: {tmp / (r.name + '.log')})",
+                lambda r=r: r.health()[0] == 200,
+                120,
+            )
         lb, stats = free_port(), free_port()
-        env = {**os.environ, "MT_LISTEN": f"127.0.0.1:{lb}", "MT_STATS": f"127.0.0.1:{stats}",
-               "MT_R1": r1.addr, "MT_R2": r2.addr,
-               "MT_R1_AGENT": str(r1.agent), "MT_R2_AGENT": str(r2.agent)}
-        haproxy = subprocess.Popen(["haproxy", "-db", "-f", str(ROOT / "deploy" / "haproxy.cfg")],
-                                   env=env, stdout=(tmp / "haproxy.log").open("w"),
-                                   stderr=subprocess.STDOUT)
+        env = {
+            **os.environ,
+            "MT_LISTEN": f"127.0.0.1:{lb}",
+            "MT_STATS": f"127.0.0.1:{stats}",
+            "MT_R1": r1.addr,
+            "MT_R2": r2.addr,
+            "MT_R1_AGENT": str(r1.agent),
+            "MT_R2_AGENT": str(r2.agent),
+        }
+        haproxy = subprocess.Popen(
+            ["haproxy", "-db", "-f", str(ROOT / "deploy" / "haproxy.cfg")],
+            env=env,
+            stdout=(tmp / "haproxy.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
         procs.append(haproxy)
         c = Cluster(f"127.0.0.1:{lb}", f"127.0.0.1:{stats}", r1, r2, haproxy)
         # up, and each agent heard from: its maxconn is the replica's slot count
-        wait_for("HAProxy to see both replicas up and their agents", lambda: all(
-            s["status"] == "UP" and s["slim"] == str(SLOTS) for s in c.servers().values()), 20)
+        wait_for(
+            "HAProxy to see both replicas up and their agents",
+            lambda: all(
+                s["status"] == "UP" and s["slim"] == str(SLOTS) for s in c.servers().values()
+            ),
+            20,
+        )
         yield c
     finally:
         for p in procs:
@@ -225,8 +267,9 @@ def test_sessions_spread_skip_a_full_replica_and_drain_without_loss(cluster):
 
         # 2. fill r1 behind HAProxy's back; its agent reports 0% and new sessions skip it
         direct = [await Client(c.r1.addr).open() for _ in range(SLOTS - 1)]
-        await asyncio.to_thread(wait_for, "r1's weight to drop to 0",
-                                lambda: c.servers()["r1"]["weight"] == "0", 5)
+        await asyncio.to_thread(
+            wait_for, "r1's weight to drop to 0", lambda: c.servers()["r1"]["weight"] == "0", 5
+        )
         refused_r1 = c.r1.refused()
         s3 = await Client(c.lb).open()
         skipped = c.live()
@@ -234,14 +277,16 @@ def test_sessions_spread_skip_a_full_replica_and_drain_without_loss(cluster):
         assert c.r1.refused() == refused_r1  # not refused by r1: HAProxy sent it to r2
         for d in direct:
             await d.end()
-        await asyncio.to_thread(wait_for, "r1's direct sessions to close",
-                                lambda: c.live()[0] == 1, 5)
+        await asyncio.to_thread(
+            wait_for, "r1's direct sessions to close", lambda: c.live()[0] == 1, 5
+        )
 
         # 3. SIGTERM r1 while s1 is live on it: no new session lands there, s1 keeps its turns
         t_term = time.monotonic()
         c.r1.proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(wait_for, "r1 to report draining",
-                                lambda: c.r1.health()[0] == 503, 5)
+        await asyncio.to_thread(
+            wait_for, "r1 to report draining", lambda: c.r1.health()[0] == 503, 5
+        )
         s4 = await Client(c.lb).open()  # a new session: on r2
         with pytest.raises(websockets.exceptions.InvalidStatus) as refused:  # direct: a clear 503
             await websockets.connect(f"ws://{c.r1.addr}/v1/ws")
@@ -250,8 +295,12 @@ def test_sessions_spread_skip_a_full_replica_and_drain_without_loss(cluster):
         assert body["error"]["code"] == "server_draining"
         turns_at_term = len(s1.turns)
         # s1 talks on for 10 more turns (2 s at real time; longer on a loaded machine), then ends
-        await asyncio.to_thread(wait_for, "s1's turns during the drain",
-                                lambda: len(s1.turns) >= turns_at_term + DRAIN_TURNS, 20)
+        await asyncio.to_thread(
+            wait_for,
+            "s1's turns during the drain",
+            lambda: len(s1.turns) >= turns_at_term + DRAIN_TURNS,
+            20,
+        )
         s1_turns_in_drain = len(s1.turns) - turns_at_term
         assert c.r1.proc.poll() is None  # still serving s1
         t_end = time.monotonic()
@@ -259,8 +308,10 @@ def test_sessions_spread_skip_a_full_replica_and_drain_without_loss(cluster):
         rc = await asyncio.to_thread(c.r1.proc.wait, 15)
         drain_s, exit_after_last_s = time.monotonic() - t_term, time.monotonic() - t_end
         after_r1 = c.r2.health()[1]["live_sessions"]
-        lb_view = {name: {k: v[k] for k in ("stot", "slim", "wretr", "wredis")}
-                   for name, v in c.servers().items()}
+        lb_view = {
+            name: {k: v[k] for k in ("stot", "slim", "wretr", "wredis")}
+            for name, v in c.servers().items()
+        }
 
         # 4. SIGTERM r2 with three live sessions that never end: the 2 s grace closes them
         t_term2 = time.monotonic()
@@ -268,9 +319,20 @@ def test_sessions_spread_skip_a_full_replica_and_drain_without_loss(cluster):
         rc2 = await asyncio.to_thread(c.r2.proc.wait, 15)
         grace_exit_s = time.monotonic() - t_term2
         await asyncio.sleep(0.2)
-        return dict(spread=spread, skipped=skipped, s1=s1, s1_turns_in_drain=s1_turns_in_drain,
-                    rc=rc, drain_s=drain_s, exit_after_last_s=exit_after_last_s, after_r1=after_r1,
-                    r2_sessions=[s2, s3, s4], rc2=rc2, grace_exit_s=grace_exit_s, lb=lb_view)
+        return dict(
+            spread=spread,
+            skipped=skipped,
+            s1=s1,
+            s1_turns_in_drain=s1_turns_in_drain,
+            rc=rc,
+            drain_s=drain_s,
+            exit_after_last_s=exit_after_last_s,
+            after_r1=after_r1,
+            r2_sessions=[s2, s3, s4],
+            rc2=rc2,
+            grace_exit_s=grace_exit_s,
+            lb=lb_view,
+        )
 
     out = asyncio.run(go())
     s1 = out["s1"]
@@ -285,7 +347,14 @@ def test_sessions_spread_skip_a_full_replica_and_drain_without_loss(cluster):
     assert out["rc2"] == 0 and 2.0 <= out["grace_exit_s"] < 12, out
     for s in out["r2_sessions"]:  # told why, then closed
         assert s.errors == ["server_shutdown"] and s.closed_by_server, s.errors
-    keys = ("spread", "skipped", "s1_turns_in_drain", "drain_s", "exit_after_last_s",
-            "grace_exit_s", "lb")
+    keys = (
+        "spread",
+        "skipped",
+        "s1_turns_in_drain",
+        "drain_s",
+        "exit_after_last_s",
+        "grace_exit_s",
+        "lb",
+    )
     stats = {k: out[k] for k in keys}
     print(f"deploy figures: {stats}")

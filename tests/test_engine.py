@@ -12,7 +12,9 @@ from microturn.streams.turns import SPEAK, TurnOutput
 
 
 def _turn_inputs(session, k):
-    return session.packer.pack(tone(0.2, freq=200 + 10 * (k % 7)), np.full((80, 80, 3), k % 255, np.uint8))
+    return session.packer.pack(
+        tone(0.2, freq=200 + 10 * (k % 7)), np.full((80, 80, 3), k % 255, np.uint8)
+    )
 
 
 def test_full_pool_refuses_with_a_clear_error_and_frees_on_close(small_model):
@@ -51,7 +53,9 @@ def test_no_reallocation_and_flat_state_over_a_long_session(small_model):
     size = engine.pool.bytes
     for k in range(3 * small_model.cfg.window_turns + 5):  # well past the window
         engine.step([s], [_turn_inputs(s, k)])
-    assert [t.data_ptr() for t in engine.pool.k + engine.pool.v] == ptrs and engine.pool.bytes == size
+    assert [
+        t.data_ptr() for t in engine.pool.k + engine.pool.v
+    ] == ptrs and engine.pool.bytes == size
     assert s.turn == 3 * small_model.cfg.window_turns + 5
 
 
@@ -59,8 +63,12 @@ def test_same_seed_same_conversation(small_model):
     def run(seed):
         engine = Engine(small_model, EngineConfig(max_sessions=1))
         s = engine.open(SamplerSettings(temperature=1.0, seed=seed), vocoder=False)
-        outs = [engine.step([s], [_turn_inputs(s, k)], [TurnOutput(SPEAK, None, None)]).outputs[0] for k in range(6)]
+        outs = [
+            engine.step([s], [_turn_inputs(s, k)], [TurnOutput(SPEAK, None, None)]).outputs[0]
+            for k in range(6)
+        ]
         return [o.text for o in outs], torch.stack([o.audio for o in outs])
+
     t1, a1 = run(1)
     t2, a2 = run(1)
     t3, a3 = run(2)
@@ -74,13 +82,17 @@ def test_sessions_in_a_batch_do_not_affect_each_other(small_model):
     alone_engine = Engine(small_model, EngineConfig(max_sessions=3))
     alone = alone_engine.open(greedy, vocoder=False)
     together_engine = Engine(small_model, EngineConfig(max_sessions=3))
-    others = [together_engine.open(SamplerSettings(temperature=1.0, seed=9), vocoder=False) for _ in range(2)]
+    others = [
+        together_engine.open(SamplerSettings(temperature=1.0, seed=9), vocoder=False)
+        for _ in range(2)
+    ]
     mine = together_engine.open(greedy, vocoder=False)
     for k in range(8):
         a = alone_engine.step([alone], [_turn_inputs(alone, k)]).outputs[0]
         batch = [others[0], mine, others[1]]
-        b = together_engine.step(batch, [_turn_inputs(s, k + 3) if s is not mine else _turn_inputs(s, k)
-                                         for s in batch]).outputs[1]
+        b = together_engine.step(
+            batch, [_turn_inputs(s, k + 3) if s is not mine else _turn_inputs(s, k) for s in batch]
+        ).outputs[1]
         assert a.control == b.control and a.text == b.text
 
 
@@ -98,8 +110,11 @@ def test_step_rejects_mismatched_and_closed_sessions(small_model):
 
 def test_offline_runner_writes_a_stereo_timeline(small_model):
     engine = Engine(small_model, EngineConfig(max_sessions=1))
-    rec = RecordedInput(audio=tone(3.0), frames=[(0.5, np.zeros((80, 80, 3), np.uint8))],
-                        typed=[(1.0, "what time is it?")])
+    rec = RecordedInput(
+        audio=tone(3.0),
+        frames=[(0.5, np.zeros((80, 80, 3), np.uint8))],
+        typed=[(1.0, "what time is it?")],
+    )
     res = run_offline(engine, rec, SamplerSettings(temperature=1.0, seed=3))
     assert len(res.outputs) == 15 and engine.pool.free == 1
     assert res.stereo_wav[:4] == b"RIFF" and len(res.stereo_wav) == 44 + 15 * 3200 * 2 * 2
@@ -116,10 +131,19 @@ def test_perf_reports_the_speaking_path_with_the_vocoder(small_model):
     from microturn.config import Config
     from microturn.perf import PerfOptions, run_perf
 
-    opts = PerfOptions(turns=20, window=5, batch_sizes=(1, 2), batch_turns=10, reprefill_runs=1,
-                       dtype="bf16", speaking_turns=6, flow_steps=4)
-    r = run_perf(Config(model=small_model.cfg), small_model, opts, progress=False,
-                 speaking_model=small_model)
+    opts = PerfOptions(
+        turns=20,
+        window=5,
+        batch_sizes=(1, 2),
+        batch_turns=10,
+        reprefill_runs=1,
+        dtype="bf16",
+        speaking_turns=6,
+        flow_steps=4,
+    )
+    r = run_perf(
+        Config(model=small_model.cfg), small_model, opts, progress=False, speaking_model=small_model
+    )
     assert set(r["speaking_turn_ms"]) == {"1", "2"} and r["speaking_flow_steps"] == 4
     assert r["speaking_turn_ms_p99"] == r["speaking_turn_ms"]["1"]["p99"] > 0
     assert r["dtype"] == "bf16" and r["parity_max_abs_diff"] == 0.0  # parity: the fp32 engine's
@@ -131,10 +155,16 @@ def test_batched_sampling_draws_each_row_as_if_alone():
 
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(12, 272, generator=g) * 3
-    samplers = [SamplerSettings(temperature=(0.7, 1.0, 0.0)[b % 3], top_k=(40, 0, 5)[b % 3])
-                for b in range(12)]
-    together = sample_tokens(logits, samplers, [torch.Generator().manual_seed(b) for b in range(12)])
-    alone = [sample_tokens(logits[b:b + 1], samplers[b:b + 1], [torch.Generator().manual_seed(b)])
-             for b in range(12)]
+    samplers = [
+        SamplerSettings(temperature=(0.7, 1.0, 0.0)[b % 3], top_k=(40, 0, 5)[b % 3])
+        for b in range(12)
+    ]
+    together = sample_tokens(
+        logits, samplers, [torch.Generator().manual_seed(b) for b in range(12)]
+    )
+    alone = [
+        sample_tokens(logits[b : b + 1], samplers[b : b + 1], [torch.Generator().manual_seed(b)])
+        for b in range(12)
+    ]
     assert together.tolist() == [int(a[0]) for a in alone]
     assert together[2] == logits[2].argmax()  # temperature 0: greedy

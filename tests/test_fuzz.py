@@ -18,20 +18,42 @@ from microturn.server.hub import Hub
 from microturn.server.realtime import RealtimeSession
 
 AUDIO = base64.b64encode(b"\x00\x01" * 800).decode()
-NATIVE = [{"type": "session.start", "sample_rate": 24000, "temperature": 0.7},
-          {"type": "input.audio", "audio": AUDIO}, {"type": "input.text", "text": "hello"},
-          {"type": "input.video", "jpeg": base64.b64encode(b"\xff\xd8\xff").decode()}, {"type": "session.end"}]
-REALTIME = [{"type": "input_audio_buffer.append", "audio": AUDIO}, {"type": "session.update", "session": {}},
-            {"type": "conversation.item.create",
-             "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}},
-            {"type": "input_audio_buffer.commit"}, {"type": "input_audio_buffer.clear"}, {"type": "response.create"}]
-JSONISH = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=40),
-                       lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
-                       max_leaves=12)
+NATIVE = [
+    {"type": "session.start", "sample_rate": 24000, "temperature": 0.7},
+    {"type": "input.audio", "audio": AUDIO},
+    {"type": "input.text", "text": "hello"},
+    {"type": "input.video", "jpeg": base64.b64encode(b"\xff\xd8\xff").decode()},
+    {"type": "session.end"},
+]
+REALTIME = [
+    {"type": "input_audio_buffer.append", "audio": AUDIO},
+    {"type": "session.update", "session": {}},
+    {
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "hi"}],
+        },
+    },
+    {"type": "input_audio_buffer.commit"},
+    {"type": "input_audio_buffer.clear"},
+    {"type": "response.create"},
+]
+JSONISH = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=40),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+    max_leaves=12,
+)
 
 
 def mutated(valid: list[dict]):
     """A valid message with one field dropped, retyped or replaced, or a key added."""
+
     def mutate(args):
         base, key, value, op = args
         msg = dict(base)
@@ -46,12 +68,20 @@ def mutated(valid: list[dict]):
         else:
             msg[k] = str(msg[k])[::-1] + "!"
         return json.dumps(msg)
-    return st.tuples(st.sampled_from(valid), st.integers(0, 9), JSONISH, st.integers(0, 3)).map(mutate)
+
+    return st.tuples(st.sampled_from(valid), st.integers(0, 9), JSONISH, st.integers(0, 3)).map(
+        mutate
+    )
 
 
 def messages(valid: list[dict]):
-    return st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
-                     JSONISH.map(json.dumps), mutated(valid), st.sampled_from(valid).map(json.dumps))
+    return st.one_of(
+        st.text(max_size=200),
+        st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+        JSONISH.map(json.dumps),
+        mutated(valid),
+        st.sampled_from(valid).map(json.dumps),
+    )
 
 
 @settings(max_examples=2500, deadline=None, suppress_health_check=list(HealthCheck))
@@ -80,8 +110,17 @@ class Recorder:
 
 
 def small_hub() -> Hub:
-    cfg = ModelConfig(n_layers=1, window_turns=2, d_model=64, n_heads=2, n_kv_heads=1, ffn_hidden=128,
-                      flow_width=64, flow_depth=1, hmlp_width=64)
+    cfg = ModelConfig(
+        n_layers=1,
+        window_turns=2,
+        d_model=64,
+        n_heads=2,
+        n_kv_heads=1,
+        ffn_hidden=128,
+        flow_width=64,
+        flow_depth=1,
+        hmlp_width=64,
+    )
     return Hub(Engine(InteractionModel(cfg).eval(), EngineConfig(max_sessions=1)), 1, agent=None)
 
 
@@ -102,7 +141,11 @@ def test_realtime_handler_never_crashes_and_answers_bad_events(raw):
         event = json.loads(raw)
     except ValueError:
         event = None
-    if not isinstance(event, dict) or not isinstance(event.get("type"), str) or event["type"] not in KNOWN:
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("type"), str)
+        or event["type"] not in KNOWN
+    ):
         assert errors and errors[0]["error"]["message"]
     for m in errors:
         assert m["error"]["type"] == "invalid_request_error"

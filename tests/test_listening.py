@@ -42,7 +42,9 @@ def test_unpacker_turns_bytes_into_heard_words():
     events = []
     for k in range(0, len(ids), 4):
         chunk = (ids[k:k + 4] + [PAD] * 4)[:4]
-        events += un.unpack(k // 4, TurnOutput(control=0, text=[PAD] * 4, audio=None, heard=chunk))[0]
+        events += un.unpack(k // 4, TurnOutput(control=0, text=[PAD] * 4, audio=None, heard=chunk))[
+            0
+        ]
     events += un.flush(len(ids) // 4)
     heard = [e for e in events if e.kind == "heard_word"]
     assert [e.text for e in heard] == ["hello", "world"]
@@ -50,7 +52,11 @@ def test_unpacker_turns_bytes_into_heard_words():
 
 
 def test_context_package_takes_heard_words_when_none_are_known():
-    heard = [Event(1.0, "heard_word", "what"), Event(1.2, "heard_word", "is"), Event(1.4, "heard_word", "2+2")]
+    heard = [
+        Event(1.0, "heard_word", "what"),
+        Event(1.2, "heard_word", "is"),
+        Event(1.4, "heard_word", "2+2"),
+    ]
     pkg = ContextPackage.from_events("t1", "what is 2+2", 2.0, heard)
     assert pkg.transcript == [{"t": 1.0, "kind": "user_word", "text": "what is 2+2"}]
     known = [Event(1.0, "user_word", "What"), Event(1.2, "user_word", "is")]
@@ -62,14 +68,28 @@ def test_character_error_rates():
     assert cer("Paris is the capital of France", "Paris is the capital of France.") == 0.0
     assert cer("", "Paris") == 1.0
     assert 0 < cer("paris is the capitol", "Paris is the capital") < 0.2
-    words = [Word(5.0, "Paris"), Word(5.3, "is"), Word(5.5, "the"), Word(5.8, "capital."), Word(30.0, "x")]
+    words = [
+        Word(5.0, "Paris"),
+        Word(5.3, "is"),
+        Word(5.5, "the"),
+        Word(5.8, "capital."),
+        Word(30.0, "x"),
+    ]
     assert answer_cer(words, "Paris is the capital.", after=4.6)["answer_cer"] == 0.0
     assert transcript_cer(["what", "tim"], ["What", "time?"])["transcript_cer"] == 1 / 9
 
 
 def test_no_eval_instruction_is_heard_in_training():
-    for family in ("timespeak", "cuespeak", "correction", "simultaneous", "repcount", "startstop",
-                   "proactive", "tool_use"):
+    for family in (
+        "timespeak",
+        "cuespeak",
+        "correction",
+        "simultaneous",
+        "repcount",
+        "startstop",
+        "proactive",
+        "tool_use",
+    ):
         first = lambda split, i: generate(family, i, split).scenario.user[0].text
         train = {first("train", i) for i in range(12)}
         held = {first("eval", i) for i in range(6)}
@@ -99,7 +119,7 @@ def test_the_transcript_reaches_both_protocols():
         return base64.b64encode((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()).decode()
 
     speech = np.concatenate([tone(1.6, 24_000), np.zeros(int(2.4 * 24_000), np.float32)])
-    chunks = [speech[i:i + 4800] for i in range(0, len(speech), 4800)]  # 200 ms each
+    chunks = [speech[i : i + 4800] for i in range(0, len(speech), 4800)]  # 200 ms each
 
     async def native(addr: str) -> list[dict]:
         async with websockets.connect(f"ws://{addr}/v1/ws") as ws:

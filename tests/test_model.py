@@ -13,7 +13,9 @@ from microturn.model.trunk import SwiGLU
 from microturn.model.window import AttentionWindow
 
 
-@pytest.mark.parametrize("k,n", [(1024, 256), (320, 128), (704, 256), (128, 2), (64, 1), (256, 272)])
+@pytest.mark.parametrize(
+    "k,n", [(1024, 256), (320, 128), (704, 256), (128, 2), (64, 1), (256, 272)]
+)
 def test_tiled_linear_rows_do_not_depend_on_the_batch(k, n):
     """Plain GEMMs fail this for many shapes on MKL (see model.linear); tiles must not."""
     w = torch.randn(n, k)
@@ -21,7 +23,9 @@ def test_tiled_linear_rows_do_not_depend_on_the_batch(k, n):
     full = tiled_linear(x, w)
     for m in (1, 2, 3, 7, 8, 9, 31, 500):
         assert torch.equal(tiled_linear(x[:m], w), full[:m])
-        assert torch.equal(tiled_linear(x[101:101 + m], w), full[101:101 + m])  # other places in a tile
+        assert torch.equal(
+            tiled_linear(x[101 : 101 + m], w), full[101 : 101 + m]
+        )  # other places in a tile
     assert torch.allclose(full, F.linear(x, w), atol=1e-3)
 
 

@@ -14,7 +14,9 @@ TOK = ByteTokenizer()
 
 
 def _key(events):
-    return sorted((e.kind, round(e.t, 6), e.text, None if e.end is None else round(e.end, 6)) for e in events)
+    return sorted(
+        (e.kind, round(e.t, 6), e.text, None if e.end is None else round(e.end, 6)) for e in events
+    )
 
 
 def test_timeline_turns_timeline_is_exact():
@@ -71,6 +73,7 @@ def test_packer_checks_chunks():
 
 def test_a_new_delegate_token_restarts_an_unfinished_request():
     from microturn.streams.turns import TurnOutput, TurnUnpacker
+
     un = TurnUnpacker(LAY)
     junk = TurnOutput(SILENT, [TOK.DELEGATE, ord("x"), ord("y"), TOK.PAD], None)
     real = TurnOutput(SILENT, [TOK.DELEGATE, ord("4"), TOK.DELEGATE_END, TOK.PAD], None)

@@ -49,13 +49,22 @@ def losses(run: Path) -> list[dict]:
 
 def cli(*args: str, **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "microturn.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "microturn.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        **kw,
+    )
 
 
 def test_every_stream_loss_falls(tmp_path):
-    cfg = load_config(write_config(tmp_path, steps=200, lr=4e-3, warmup_steps=20, checkpoint_every=200,
-                                   episode_seconds=6.0))
+    cfg = load_config(
+        write_config(
+            tmp_path, steps=200, lr=4e-3, warmup_steps=20, checkpoint_every=200, episode_seconds=6.0
+        )
+    )
     logs = Trainer(cfg, tmp_path / "run", progress=False).fit()
     assert cfg.train.dtype == "bf16"  # the CPU default: bf16 autocast, fp32 master weights
     first, last = logs[:20], logs[-20:]
@@ -70,8 +79,21 @@ def test_sigkill_resumes_with_identical_losses(tmp_path):
     ref = cli("train", "--config", str(config), "--out", str(tmp_path / "ref"), "--quiet")
     assert ref.returncode == 0, ref.stderr
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "microturn.cli", "train", "--config", str(config), "--out", str(run),
-                             "--quiet"], env=dict(os.environ, OMP_NUM_THREADS="1"), stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "microturn.cli",
+            "train",
+            "--config",
+            str(config),
+            "--out",
+            str(run),
+            "--quiet",
+        ],
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         if (run / "log.jsonl").exists() and len(losses(run)) >= 10:
@@ -79,7 +101,9 @@ def test_sigkill_resumes_with_identical_losses(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not list(run.glob("*.tmp")) or True  # a temp file may survive a kill; it is never the checkpoint
+    assert (
+        not list(run.glob("*.tmp")) or True
+    )  # a temp file may survive a kill; it is never the checkpoint
     state = run / "train_state.safetensors"
     assert state.exists()
     resumed = cli("train", "--config", str(config), "--out", str(run), "--quiet")
@@ -95,9 +119,26 @@ def test_torchrun_two_processes_match_one(tmp_path):
     one = cli("train", "--config", str(config), "--out", str(tmp_path / "one"), "--quiet")
     assert one.returncode == 0, one.stderr
     torchrun = Path(sys.executable).parent / "torchrun"
-    two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "microturn.cli", "train",
-                          "--config", str(config), "--out", str(tmp_path / "two"), "--quiet"],
-                         capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    two = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "microturn.cli",
+            "train",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "two"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     pairs = list(zip(losses(tmp_path / "one"), losses(tmp_path / "two")))
     assert len(pairs) == 6
@@ -123,7 +164,9 @@ def test_mismatched_checkpoint_is_refused_and_kept(tmp_path):
     Trainer(load_config(write_config(tmp_path, steps=5)), run, progress=False).fit()
     state = run / "train_state.safetensors"
     digest = hashlib.sha256(state.read_bytes()).hexdigest()
-    other = write_config(tmp_path, "wide", model=MODEL.replace("d_model = 64", "d_model = 96"), steps=5)
+    other = write_config(
+        tmp_path, "wide", model=MODEL.replace("d_model = 64", "d_model = 96"), steps=5
+    )
     with pytest.raises(CheckpointError, match="d_model"):
         Trainer(load_config(other), run, progress=False)
     assert hashlib.sha256(state.read_bytes()).hexdigest() == digest
@@ -135,22 +178,43 @@ def test_mismatched_checkpoint_is_refused_and_kept(tmp_path):
 def test_missing_espeak_names_the_package(tmp_path):
     config = write_config(tmp_path, cache_dir=str(tmp_path / "fresh-cache"))
     env = dict(os.environ, PATH=str(Path(sys.executable).parent))  # the venv only: no espeak-ng
-    res = subprocess.run([sys.executable, "-m", "microturn.cli", "train", "--config", str(config), "--quiet"],
-                         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
-    assert res.returncode == 2 and "apt-get install espeak-ng" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run(
+        [sys.executable, "-m", "microturn.cli", "train", "--config", str(config), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert (
+        res.returncode == 2
+        and "apt-get install espeak-ng" in res.stderr
+        and "Traceback" not in res.stderr
+    )
 
 
 def test_init_from_starts_a_run_from_trained_weights(tmp_path):
     first = tmp_path / "first"
     Trainer(load_config(write_config(tmp_path, steps=5)), first, progress=False).fit()
-    second = Trainer(load_config(write_config(tmp_path, "b", steps=5, init_from=str(first / "model.safetensors"))),
-                     tmp_path / "second", progress=False)
-    trained = Trainer(load_config(write_config(tmp_path, steps=5)), first, progress=False).model.state_dict()
+    second = Trainer(
+        load_config(
+            write_config(tmp_path, "b", steps=5, init_from=str(first / "model.safetensors"))
+        ),
+        tmp_path / "second",
+        progress=False,
+    )
+    trained = Trainer(
+        load_config(write_config(tmp_path, steps=5)), first, progress=False
+    ).model.state_dict()
     for k, v in second.model.state_dict().items():  # weights and the voice's mel statistics
         assert torch.equal(v, trained[k]), k
     assert second.step == 0
-    wide = write_config(tmp_path, "w", model=MODEL.replace("d_model = 64", "d_model = 96"),
-                        init_from=str(first / "model.safetensors"))
+    wide = write_config(
+        tmp_path,
+        "w",
+        model=MODEL.replace("d_model = 64", "d_model = 96"),
+        init_from=str(first / "model.safetensors"),
+    )
     with pytest.raises(CheckpointError, match="init_from.*d_model"):
         Trainer(load_config(wide), tmp_path / "third", progress=False)
 
@@ -163,23 +227,33 @@ def test_render_workers_cache_what_one_process_renders(tmp_path):
     from microturn.train.data import WorldData
 
     layout = named_config("tiny").model.layout
-    pooled = WorldData(layout, TrainConfig(episodes=3, cache_dir=str(tmp_path / "a"), render_workers=2))
+    pooled = WorldData(
+        layout, TrainConfig(episodes=3, cache_dir=str(tmp_path / "a"), render_workers=2)
+    )
     pooled.ensure(range(3), progress=False)
-    single = WorldData(layout, TrainConfig(episodes=3, cache_dir=str(tmp_path / "b"), render_workers=1))
+    single = WorldData(
+        layout, TrainConfig(episodes=3, cache_dir=str(tmp_path / "b"), render_workers=1)
+    )
     for i in range(3):
         got, want = load_file(str(pooled.path(i))), single.render(i)
         assert got.keys() == want.keys()
         assert all(torch.equal(got[k], want[k]) for k in want), pooled.path(i)
 
 
-@pytest.mark.skipif(os.environ.get("MICROTURN_TEST_COMPILE") != "1",
-                    reason="compiling takes minutes on 2 cores; MICROTURN_TEST_COMPILE=1 runs it")
+@pytest.mark.skipif(
+    os.environ.get("MICROTURN_TEST_COMPILE") != "1",
+    reason="compiling takes minutes on 2 cores; MICROTURN_TEST_COMPILE=1 runs it",
+)
 def test_compiled_training_steps_match_eager_ones(tmp_path):
     """`train.compile` changes the speed of a step, not what it computes (passed here in
     209 s on 2 busy cores)."""
-    eager = Trainer(load_config(write_config(tmp_path, steps=2, episodes=2)), tmp_path / "a",
-                    progress=False).fit()
-    compiled = Trainer(load_config(write_config(tmp_path, "c", steps=2, episodes=2, compile=True)),
-                       tmp_path / "b", progress=False).fit()
+    eager = Trainer(
+        load_config(write_config(tmp_path, steps=2, episodes=2)), tmp_path / "a", progress=False
+    ).fit()
+    compiled = Trainer(
+        load_config(write_config(tmp_path, "c", steps=2, episodes=2, compile=True)),
+        tmp_path / "b",
+        progress=False,
+    ).fit()
     for e, c in zip(eager, compiled):
         assert abs(e.loss - c.loss) < 0.02 * abs(e.loss), (e.loss, c.loss)

@@ -30,7 +30,9 @@ def test_words_have_exact_times(tts):
         assert len(gap) == 0 or np.abs(gap).max() == 0  # silence between words
     for w in sp.words:
         assert level(sp.audio[int(w.t * 16000):int(w.end * 16000)]) > -35  # speech inside each word
-    assert sp.words[2].t - sp.words[1].end > sp.words[3].t - sp.words[2].end  # a comma pauses longer
+    assert (
+        sp.words[2].t - sp.words[1].end > sp.words[3].t - sp.words[2].end
+    )  # a comma pauses longer
     placed = sp.shifted(10.0)
     assert placed[0].t == 10.0 and placed[0].kind == "user_word"
 
@@ -63,4 +65,6 @@ def test_dmel_griffin_lim_round_trip_on_real_speech(tts):
     mask = dq > dq.max() - 3
     assert (back - dq)[mask].abs().mean().item() < 0.4
     speech = lm[lm > -9]
-    assert torch.quantile(speech, 0.99) < 0.5 and torch.quantile(speech, 0.05) > -7  # the range fits
+    assert (
+        torch.quantile(speech, 0.99) < 0.5 and torch.quantile(speech, 0.05) > -7
+    )  # the range fits

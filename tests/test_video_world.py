@@ -15,10 +15,19 @@ def test_bounces_hit_the_floor_the_promised_number_of_times():
     assert len(clip.frames) == 60 and clip.truth["bounces"] == 4
     ys = np.array([ball_y(f) for _, f in clip.frames])  # image rows: larger is lower
     moves = [(clip.frames[i + 1][0], np.sign(d)) for i, d in enumerate(np.diff(ys)) if d != 0]
-    bottoms = [t for (_, a), (t, b) in zip(moves, moves[1:]) if a > 0 and b < 0]  # falling, then rising
+    bottoms = [
+        t for (_, a), (t, b) in zip(moves, moves[1:]) if a > 0 and b < 0
+    ]  # falling, then rising
     assert len(bottoms) == 4
-    assert all(abs(b - t) <= 0.4 for b, t in zip(bottoms, clip.truth["bounce_times"]))  # two frames at 5 fps
-    assert frame_to_patches(clip.frames[0][1], TurnLayout()).shape == (4, 3, 40, 40)  # fits the layout
+    assert all(
+        abs(b - t) <= 0.4 for b, t in zip(bottoms, clip.truth["bounce_times"])
+    )  # two frames at 5 fps
+    assert frame_to_patches(clip.frames[0][1], TurnLayout()).shape == (
+        4,
+        3,
+        40,
+        40,
+    )  # fits the layout
 
 
 def test_motion_interval_and_appearance():

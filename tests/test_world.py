@@ -43,11 +43,21 @@ def test_family_episode_is_consistent_and_the_ideal_model_scores_well(family, tt
     # the ideal model's own lines, through the same scorer the bench uses
     words, spans = M.heard(tl.events)
     scores = score(ep.rendered, words, spans)
-    for key, good in {"turn_taking_tor": 1.0, "pause_tor": 0.0, "interruption_tor": 1.0, "timespeak_acc": 1.0,
-                      "cuespeak_acc": 1.0, "repcount_acc": 1.0, "proactive_score": 0.5, "tool_pass1": 1.0,
-                      "not_addressed_response_rate": 0.0, "refusal_rate": 1.0, "over_refusal_rate": 0.0}.items():
+    for key, good in {
+        "turn_taking_tor": 1.0,
+        "pause_tor": 0.0,
+        "interruption_tor": 1.0,
+        "timespeak_acc": 1.0,
+        "cuespeak_acc": 1.0,
+        "repcount_acc": 1.0,
+        "proactive_score": 0.5,
+        "tool_pass1": 1.0,
+        "not_addressed_response_rate": 0.0,
+        "refusal_rate": 1.0,
+        "over_refusal_rate": 0.0,
+    }.items():
         if key in scores:
-            assert (scores[key] <= good if good == 0.0 else scores[key] >= good), (key, scores)
+            assert scores[key] <= good if good == 0.0 else scores[key] >= good, (key, scores)
     if "startstop_miou" in scores:
         assert scores["startstop_miou"] > 0.8
     if "stop_latency_s" in scores:
@@ -73,7 +83,9 @@ def test_model_words_survive_the_trip_through_turn_tensors(tts):
     want = [(round(e.t, 1), e.text) for e in ep.timeline.of("model_word")]
     got = [(e.t, e.text) for e in back.of("model_word")]
     assert [t for _, t in got] == [t for _, t in want]
-    for (tg, _), (tw, _) in zip(got, want):  # heard at the turn boundary at or before, or one turn later
+    for (tg, _), (tw, _) in zip(
+        got, want
+    ):  # heard at the turn boundary at or before, or one turn later
         assert -0.21 <= tg - tw <= 0.21
     assert [e.text for e in back.of("delegation")] == [e.text for e in ep.timeline.of("delegation")]
     assert any(e.text.startswith("t1: ") for e in back.of("result"))
@@ -85,13 +97,24 @@ def test_real_recording_loads_as_a_timeline(tmp_path):
     rate = 16_000
     user = (0.1 * np.sin(np.arange(rate * 4) / 7)).astype(np.float32)
     model = np.zeros(rate * 4, np.float32)
-    model[rate * 2:rate * 3] = 0.1
+    model[rate * 2 : rate * 3] = 0.1
     (tmp_path / "a.wav").write_bytes(wav_bytes([user, model], rate))
-    (tmp_path / "a.json").write_text(json.dumps({
-        "user": [{"word": "hello", "start": 0.2, "end": 0.6}],
-        "model": [{"word": "hi", "start": 2.0, "end": 2.3}, {"word": "there", "start": 2.4, "end": 2.9}]}))
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            {
+                "user": [{"word": "hello", "start": 0.2, "end": 0.6}],
+                "model": [
+                    {"word": "hi", "start": 2.0, "end": 2.3},
+                    {"word": "there", "start": 2.4, "end": 2.9},
+                ],
+            }
+        )
+    )
     tl = load_recording(tmp_path / "a.wav", tmp_path / "a.json", LAYOUT)
-    assert tl.duration == pytest.approx(4.0) and [e.text for e in tl.of("model_word")] == ["hi", "there"]
+    assert tl.duration == pytest.approx(4.0) and [e.text for e in tl.of("model_word")] == [
+        "hi",
+        "there",
+    ]
     assert [(e.t, e.end) for e in tl.of("model_speech")] == [(2.0, 2.9)]
     part = crop(tl, 2.0, 2.0, rate)
     assert part.of("model_word")[0].t == 0.0 and len(part.user_audio) == 2 * rate

@@ -142,16 +142,30 @@ class ModelConfig:
         if isinstance(self.layout, dict):  # built from TOML / JSON
             object.__setattr__(self, "layout", _build(TurnLayout, self.layout, "layout"))
         checks = [
-            (self.d_model % self.n_heads == 0, f"d_model={self.d_model} must divide by n_heads={self.n_heads}"),
-            (self.n_heads % self.n_kv_heads == 0, f"n_heads={self.n_heads} must divide by n_kv_heads={self.n_kv_heads}"),
+            (
+                self.d_model % self.n_heads == 0,
+                f"d_model={self.d_model} must divide by n_heads={self.n_heads}",
+            ),
+            (
+                self.n_heads % self.n_kv_heads == 0,
+                f"n_heads={self.n_heads} must divide by n_kv_heads={self.n_kv_heads}",
+            ),
             ((self.d_model // self.n_heads) % 2 == 0, "head_dim must be even for RoPE"),
             (self.window_turns >= 2, f"window_turns={self.window_turns}: expected >= 2"),
             (self.sink_turns >= 1, f"sink_turns={self.sink_turns}: expected >= 1"),
-            (self.moe_experts == 0 or 1 <= self.moe_top_k <= self.moe_experts,
-             f"moe_top_k={self.moe_top_k} must be in [1, moe_experts={self.moe_experts}]"),
-            (self.vocab_size >= 272, f"vocab_size={self.vocab_size}: expected >= 272 (bytes + specials)"),
+            (
+                self.moe_experts == 0 or 1 <= self.moe_top_k <= self.moe_experts,
+                f"moe_top_k={self.moe_top_k} must be in [1, moe_experts={self.moe_experts}]",
+            ),
+            (
+                self.vocab_size >= 272,
+                f"vocab_size={self.vocab_size}: expected >= 272 (bytes + specials)",
+            ),
             (self.hmlp_width % 4 == 0, f"hmlp_width={self.hmlp_width} must divide by 4"),
-            (self.flow_steps >= 1 and self.flow_draws >= 1, "flow_steps and flow_draws must be >= 1"),
+            (
+                self.flow_steps >= 1 and self.flow_draws >= 1,
+                "flow_steps and flow_draws must be >= 1",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -214,7 +228,7 @@ class TrainConfig:
     cache_dir: str = ".cache/microturn"
     render_workers: int = 0  # processes rendering episodes; 0: one per core
     data: str = ""  # optional: a directory of real recordings (stereo WAV + alignment JSON)
-    init_from: str = ""  # optional: a model checkpoint (or "default") whose weights a fresh run starts from
+    init_from: str = ""
     dtype: str = "bf16"  # autocast for the forward pass (fp32 master weights): "bf16" or "fp32"
     compile: bool = False  # torch.compile the training forward (pays back after ~100 CPU steps)
     pad_weight: float = 1.0  # a PAD slot of text/transcript counts this much of a real token
@@ -224,16 +238,28 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.families, list):
             object.__setattr__(self, "families", tuple(self.families))
-        checks = [(self.steps >= 1, "steps"), (self.batch_size >= 1, "batch_size"), (self.lr > 0, "lr"),
-                  (0 <= self.min_lr_ratio <= 1, "min_lr_ratio"), (self.warmup_steps >= 0, "warmup_steps"),
-                  (self.episodes >= 1, "episodes"), (self.render_workers >= 0, "render_workers"),
-                  (self.episode_seconds >= 2, "episode_seconds"),
-                  (self.checkpoint_every >= 1, "checkpoint_every"), (self.eval_every >= 1, "eval_every"),
-                  (self.dtype in ("bf16", "fp32"), "dtype"), (0 <= self.pad_weight <= 1, "pad_weight"),
-                  (all(isinstance(v, (int, float)) and v >= 0 for v in self.loss_weights.values()),
-                   "loss_weights"),
-                  (all(isinstance(v, (int, float)) and v > 0 for v in self.family_weights.values()),
-                   "family_weights")]
+        checks = [
+            (self.steps >= 1, "steps"),
+            (self.batch_size >= 1, "batch_size"),
+            (self.lr > 0, "lr"),
+            (0 <= self.min_lr_ratio <= 1, "min_lr_ratio"),
+            (self.warmup_steps >= 0, "warmup_steps"),
+            (self.episodes >= 1, "episodes"),
+            (self.render_workers >= 0, "render_workers"),
+            (self.episode_seconds >= 2, "episode_seconds"),
+            (self.checkpoint_every >= 1, "checkpoint_every"),
+            (self.eval_every >= 1, "eval_every"),
+            (self.dtype in ("bf16", "fp32"), "dtype"),
+            (0 <= self.pad_weight <= 1, "pad_weight"),
+            (
+                all(isinstance(v, (int, float)) and v >= 0 for v in self.loss_weights.values()),
+                "loss_weights",
+            ),
+            (
+                all(isinstance(v, (int, float)) and v > 0 for v in self.family_weights.values()),
+                "family_weights",
+            ),
+        ]
         for ok, key in checks:
             if not ok:
                 raise ConfigError(f"train.{key}={getattr(self, key)!r}: out of range")
@@ -255,16 +281,21 @@ def _build(cls: type, data: Any, where: str) -> Any:
     for key in data:
         if key not in known:
             raise ConfigError(
-                f"unknown config key '{where}.{key}'; expected one of: {', '.join(sorted(known))}")
+                f"unknown config key '{where}.{key}'; expected one of: {', '.join(sorted(known))}"
+            )
     kwargs = {}
     for key, value in data.items():
         default = getattr(cls(), key) if key != "layout" else None
         if isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
-        if default is not None and not isinstance(value, type(default)) and not (
-                isinstance(default, float) and isinstance(value, int)):
+        if (
+            default is not None
+            and not isinstance(value, type(default))
+            and not (isinstance(default, float) and isinstance(value, int))
+        ):
             raise ConfigError(
-                f"config key '{where}.{key}' = {value!r}: expected {type(default).__name__}")
+                f"config key '{where}.{key}' = {value!r}: expected {type(default).__name__}"
+            )
         kwargs[key] = float(value) if isinstance(default, float) else value
     try:
         return cls(**kwargs)
@@ -274,25 +305,76 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 # Named sizes, from a CPU toy to multi-GPU MoE. `microturn configs` prints their sizes.
 NAMED_MODELS: dict[str, dict[str, Any]] = {
-    "tiny": dict(d_model=256, n_layers=4, n_heads=4, n_kv_heads=2, ffn_hidden=704,
-                 window_turns=50, flow_width=256, flow_depth=3, hmlp_width=256),
-    "small": dict(d_model=512, n_layers=8, n_heads=8, n_kv_heads=4, ffn_hidden=1408,
-                  window_turns=150, flow_width=512, flow_depth=4, hmlp_width=512),
-    "base": dict(d_model=1024, n_layers=16, n_heads=16, n_kv_heads=8, ffn_hidden=2816,
-                 window_turns=300, flow_width=768, flow_depth=6, hmlp_width=1024,
-                 batch_invariant=False),
-    "large-moe": dict(d_model=2048, n_layers=24, n_heads=16, n_kv_heads=4, ffn_hidden=1408,
-                      moe_experts=32, moe_top_k=4, window_turns=600, flow_width=1024,
-                      flow_depth=6, hmlp_width=1024, batch_invariant=False),
-    "xl-moe": dict(d_model=4096, n_layers=40, n_heads=32, n_kv_heads=8, ffn_hidden=2048,
-                   moe_experts=64, moe_top_k=4, window_turns=900, flow_width=1024,
-                   flow_depth=6, hmlp_width=1024, batch_invariant=False),
+    "tiny": dict(
+        d_model=256,
+        n_layers=4,
+        n_heads=4,
+        n_kv_heads=2,
+        ffn_hidden=704,
+        window_turns=50,
+        flow_width=256,
+        flow_depth=3,
+        hmlp_width=256,
+    ),
+    "small": dict(
+        d_model=512,
+        n_layers=8,
+        n_heads=8,
+        n_kv_heads=4,
+        ffn_hidden=1408,
+        window_turns=150,
+        flow_width=512,
+        flow_depth=4,
+        hmlp_width=512,
+    ),
+    "base": dict(
+        d_model=1024,
+        n_layers=16,
+        n_heads=16,
+        n_kv_heads=8,
+        ffn_hidden=2816,
+        window_turns=300,
+        flow_width=768,
+        flow_depth=6,
+        hmlp_width=1024,
+        batch_invariant=False,
+    ),
+    "large-moe": dict(
+        d_model=2048,
+        n_layers=24,
+        n_heads=16,
+        n_kv_heads=4,
+        ffn_hidden=1408,
+        moe_experts=32,
+        moe_top_k=4,
+        window_turns=600,
+        flow_width=1024,
+        flow_depth=6,
+        hmlp_width=1024,
+        batch_invariant=False,
+    ),
+    "xl-moe": dict(
+        d_model=4096,
+        n_layers=40,
+        n_heads=32,
+        n_kv_heads=8,
+        ffn_hidden=2048,
+        moe_experts=64,
+        moe_top_k=4,
+        window_turns=900,
+        flow_width=1024,
+        flow_depth=6,
+        hmlp_width=1024,
+        batch_invariant=False,
+    ),
 }
 
 
 def named_config(name: str) -> Config:
     if name not in NAMED_MODELS:
-        raise ConfigError(f"unknown config name '{name}'; expected one of: {', '.join(NAMED_MODELS)}")
+        raise ConfigError(
+            f"unknown config name '{name}'; expected one of: {', '.join(NAMED_MODELS)}"
+        )
     return Config(model=ModelConfig(**NAMED_MODELS[name]), name=name)
 
 
@@ -302,19 +384,27 @@ def load_config(source: str | Path) -> Config:
     if str(source) in NAMED_MODELS and not path.exists():
         return named_config(str(source))
     if not path.is_file():
-        raise ConfigError(f"config '{source}': no such file, and not one of {', '.join(NAMED_MODELS)}")
+        raise ConfigError(
+            f"config '{source}': no such file, and not one of {', '.join(NAMED_MODELS)}"
+        )
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config '{path}': not valid TOML: {e}") from e
     for key in data:
         if key not in ("model", "engine", "train", "name", "base"):
-            raise ConfigError(f"unknown config key '{key}' in {path}; expected model, engine, train, name, base")
+            raise ConfigError(
+                f"unknown config key '{key}' in {path}; expected model, engine, train, name, base"
+            )
     if "base" in data and data["base"] not in NAMED_MODELS:
-        raise ConfigError(f"config key 'base' = {data['base']!r}: expected one of {', '.join(NAMED_MODELS)}")
+        raise ConfigError(
+            f"config key 'base' = {data['base']!r}: expected one of {', '.join(NAMED_MODELS)}"
+        )
     model = dict(NAMED_MODELS[data["base"]]) if "base" in data else {}
     model.update(data.get("model", {}))
-    return Config(model=_build(ModelConfig, model, "model"),
-                  engine=_build(EngineConfig, data.get("engine", {}), "engine"),
-                  train=_build(TrainConfig, data.get("train", {}), "train"),
-                  name=str(data.get("name", path.stem)))
+    return Config(
+        model=_build(ModelConfig, model, "model"),
+        engine=_build(EngineConfig, data.get("engine", {}), "engine"),
+        train=_build(TrainConfig, data.get("train", {}), "train"),
+        name=str(data.get("name", path.stem)),
+    )

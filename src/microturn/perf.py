@@ -58,18 +58,26 @@ class _Feed:
 
     def inputs(self, session, k: int) -> TurnInput:
         lay = self.lay
-        audio = self.rng.standard_normal(lay.turn_samples).astype(np.float32) * (0.1 if (k // 10) % 2 else 0.01)
+        audio = self.rng.standard_normal(lay.turn_samples).astype(np.float32) * (
+            0.1 if (k // 10) % 2 else 0.01
+        )
         frame = np.zeros((lay.video_height, lay.video_width, 3), dtype=np.uint8)
         x = (k * 3) % (lay.video_width - 10)
-        frame[10:20, x:x + 10] = 255
+        frame[10:20, x : x + 10] = 255
         return session.packer.pack(audio, frame)
 
 
 SPEAK_ALWAYS = TurnOutput(control=SPEAK, text=None, audio=None)
 
 
-def _time_turns(engine: Engine, sessions: list, feed: _Feed, turns: int, desc: str | None = None,
-                vocode: bool = False) -> np.ndarray:
+def _time_turns(
+    engine: Engine,
+    sessions: list,
+    feed: _Feed,
+    turns: int,
+    desc: str | None = None,
+    vocode: bool = False,
+) -> np.ndarray:
     """ms per batched turn; with `vocode`, each session's frames are unpacked and vocoded too
     (what a server does before it can send the turn's audio)."""
     out = np.zeros(turns)
@@ -88,27 +96,37 @@ def _time_turns(engine: Engine, sessions: list, feed: _Feed, turns: int, desc: s
 
 def _speaking(model: InteractionModel, opts: PerfOptions, progress: bool) -> dict:
     """The speaking path with the flow head and the vocoder on: ms per batched turn."""
-    engine = Engine(model, EngineConfig(max_sessions=max(opts.batch_sizes)), dtype=opts.dtype,
-                    device=opts.device, flow_steps=opts.flow_steps)
+    engine = Engine(
+        model,
+        EngineConfig(max_sessions=max(opts.batch_sizes)),
+        dtype=opts.dtype,
+        device=opts.device,
+        flow_steps=opts.flow_steps,
+    )
     feed = _Feed(engine, opts.seed)
     per_turn = {}
     p99 = None
     for n in opts.batch_sizes:
         sessions = [engine.open(vocoder=True) for _ in range(n)]
         turns = opts.speaking_turns if n == 1 else max(5, opts.batch_turns // 2)
-        t = _time_turns(engine, sessions, feed, turns + 5, f"speaking, {n}" if progress else None,
-                        vocode=True)[5:]
+        t = _time_turns(
+            engine, sessions, feed, turns + 5, f"speaking, {n}" if progress else None, vocode=True
+        )[5:]
         per_turn[str(n)] = {"p50": float(np.percentile(t, 50)), "p99": float(np.percentile(t, 99))}
         if n == 1:
             p99 = per_turn["1"]["p99"]
         for s in sessions:
             engine.close(s)
-    return {"speaking_turn_ms_p99": p99, "speaking_turn_ms": per_turn,
-            "speaking_flow_steps": engine.flow_steps}
+    return {
+        "speaking_turn_ms_p99": p99,
+        "speaking_turn_ms": per_turn,
+        "speaking_flow_steps": engine.flow_steps,
+    }
 
 
-def vocoder_ms_per_session(batch_sizes: tuple[int, ...] = (1, 4, 16), turns: int = 30,
-                           seed: int = 0) -> dict[str, float]:
+def vocoder_ms_per_session(
+    batch_sizes: tuple[int, ...] = (1, 4, 16), turns: int = 30, seed: int = 0
+) -> dict[str, float]:
     """The trained vocoder alone: median ms per session-turn when n speaking sessions are
     vocoded in one batched call (what the server does each turn), for each n."""
     from .config import TurnLayout
@@ -128,7 +146,7 @@ def vocoder_ms_per_session(batch_sizes: tuple[int, ...] = (1, 4, 16), turns: int
         voices = [NeuralVoice(model) for _ in range(n)]
         ms = []
         for k in range(turns):
-            frames = [mel[k * f:(k + 1) * f]] * n
+            frames = [mel[k * f : (k + 1) * f]] * n
             t0 = time.perf_counter()
             vocode_turn(voices, frames)
             ms.append((time.perf_counter() - t0) * 1e3 / n)
@@ -167,8 +185,13 @@ def steal_since(ticks0: tuple[int, int] | None) -> float | None:
 def machine_state(ticks0: tuple[int, int] | None) -> dict:
     """What else the machine was doing: a figure without it cannot be compared."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (None,) * 3
-    return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "load_avg_1m": load[0],
-            "load_avg_5m": load[1], "cpu_steal": steal_since(ticks0)}
+    return {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "load_avg_1m": load[0],
+        "load_avg_5m": load[1],
+        "cpu_steal": steal_since(ticks0),
+    }
 
 
 @torch.no_grad()
@@ -184,8 +207,13 @@ def _reprefill_ms(model: InteractionModel, turns: int, runs: int, seed: int) -> 
     return float(np.median(times) * 1e3)
 
 
-def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptions | None = None,
-             progress: bool = True, speaking_model: InteractionModel | None = None) -> dict:
+def run_perf(
+    cfg: Config,
+    model: InteractionModel | None = None,
+    opts: PerfOptions | None = None,
+    progress: bool = True,
+    speaking_model: InteractionModel | None = None,
+) -> dict:
     """`speaking_model` is what the speaking path measures (default: the shipped model)."""
     from .model.checkpoint import load_default
 
@@ -197,13 +225,18 @@ def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptio
         raise ValueError(f"--turns {opts.turns}: expected at least {10 + 2 * w}")
     ticks0 = _cpu_ticks()
     # 1. one session, a long conversation
-    engine = Engine(model, EngineConfig(max_sessions=max(opts.batch_sizes)), dtype=opts.dtype,
-                    device=opts.device, flow_steps=opts.flow_steps)
+    engine = Engine(
+        model,
+        EngineConfig(max_sessions=max(opts.batch_sizes)),
+        dtype=opts.dtype,
+        device=opts.device,
+        flow_steps=opts.flow_steps,
+    )
     session = engine.open(vocoder=False)
     feed = _Feed(engine, opts.seed)
     one = _time_turns(engine, [session], feed, opts.turns, "one session" if progress else None)
     engine.close(session)
-    early = float(np.median(one[10:10 + w]))
+    early = float(np.median(one[10 : 10 + w]))
     late = float(np.median(one[-w:]))
     steady = one[10:]
     # 2. the same turn without a streaming session
@@ -215,8 +248,9 @@ def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptio
     batched = {}
     for n in opts.batch_sizes:
         sessions = [engine.open(vocoder=False) for _ in range(n)]
-        t = _time_turns(engine, sessions, feed, opts.batch_turns,
-                        f"{n} sessions" if progress else None)
+        t = _time_turns(
+            engine, sessions, feed, opts.batch_turns, f"{n} sessions" if progress else None
+        )
         batched[str(n)] = float(np.median(t[5:]) / n)
         for s in sessions:
             engine.close(s)
@@ -245,35 +279,63 @@ def run_perf(cfg: Config, model: InteractionModel | None = None, opts: PerfOptio
         "device": str(engine.device),
         **speaking,
         "vocoder_ms_per_session": vocoder_ms_per_session(opts.batch_sizes, seed=opts.seed),
-        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "python": platform.python_version(), "processor": state["cpu_model"], **state},
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "processor": state["cpu_model"],
+            **state,
+        },
     }
 
 
 def format_table(r: dict) -> str:
     late = r[f"turn_ms_at_{r['turns']}"]
     rows = [
-        ("config", f"{r['config']} ({r['params'] / 1e6:.1f}M params, "
-                   f"{r['tokens_per_turn']} tokens/turn)"),
-        ("turn ms p50 / p99", f"{r['turn_ms_p50']:.1f} / {r['turn_ms_p99']:.1f}  "
-                              f"(real-time factor {r['real_time_factor_p99']:.2f})"),
-        (f"turn ms at 10 / {r['turns']}", f"{r['turn_ms_at_10']:.1f} / {late:.1f}  "
-                                          f"(late/early {r['late_over_early']:.2f})"),
-        ("re-prefill ms", f"{r['reprefill_ms']:.0f}  "
-                          f"(streaming is {r['speedup_vs_reprefill']:.0f}x faster)"),
-        ("parity max |diff|", f"{r['parity_max_abs_diff']:.3g}  "
-                              f"over {r['parity_turns_compared']} turns"),
-    ] + [(f"batched, {n} sessions", f"{ms:.1f} ms per session")
-         for n, ms in r["batched_ms_per_session"].items()]
-    rows += [(f"speaking + vocoder, {n}", f"{t['p50']:.1f} / {t['p99']:.1f} ms a turn (p50 / p99)")
-             for n, t in r["speaking_turn_ms"].items()]
+        (
+            "config",
+            f"{r['config']} ({r['params'] / 1e6:.1f}M params, {r['tokens_per_turn']} tokens/turn)",
+        ),
+        (
+            "turn ms p50 / p99",
+            f"{r['turn_ms_p50']:.1f} / {r['turn_ms_p99']:.1f}  "
+            f"(real-time factor {r['real_time_factor_p99']:.2f})",
+        ),
+        (
+            f"turn ms at 10 / {r['turns']}",
+            f"{r['turn_ms_at_10']:.1f} / {late:.1f}  (late/early {r['late_over_early']:.2f})",
+        ),
+        (
+            "re-prefill ms",
+            f"{r['reprefill_ms']:.0f}  (streaming is {r['speedup_vs_reprefill']:.0f}x faster)",
+        ),
+        (
+            "parity max |diff|",
+            f"{r['parity_max_abs_diff']:.3g}  over {r['parity_turns_compared']} turns",
+        ),
+    ] + [
+        (f"batched, {n} sessions", f"{ms:.1f} ms per session")
+        for n, ms in r["batched_ms_per_session"].items()
+    ]
+    rows += [
+        (f"speaking + vocoder, {n}", f"{t['p50']:.1f} / {t['p99']:.1f} ms a turn (p50 / p99)")
+        for n, t in r["speaking_turn_ms"].items()
+    ]
     rows.append(("engine", f"{r['dtype']} on {r['device']}"))
     if r["machine"]["cpu_steal"] is not None:
-        rows.append(("cpu steal during run",
-                     f"{100 * r['machine']['cpu_steal']:.0f}% (time the VM host took)"))
+        rows.append(
+            (
+                "cpu steal during run",
+                f"{100 * r['machine']['cpu_steal']:.0f}% (time the VM host took)",
+            )
+        )
     if r["machine"].get("load_avg_1m") is not None:
-        rows.append(("load average (1 min)",
-                     f"{r['machine']['load_avg_1m']:.1f} on {r['machine']['cores']} cores"))
+        rows.append(
+            (
+                "load average (1 min)",
+                f"{r['machine']['load_avg_1m']:.1f} on {r['machine']['cores']} cores",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -25,9 +25,13 @@ class BackgroundAgent(Protocol):
     def run(self, ctx: ContextPackage) -> AsyncIterator[str]: ...
 
 
-ARITH = re.compile(r"[-+*/().%^×÷\d\s]*\d[-+*/().%^×÷\d\s]*|\b(?:sqrt|log|sin|cos|tan|factorial|abs)\b\s*\([^)]*\)")
+ARITH = re.compile(
+    r"[-+*/().%^×÷\d\s]*\d[-+*/().%^×÷\d\s]*|\b(?:sqrt|log|sin|cos|tan|factorial|abs)\b\s*\([^)]*\)"
+)
 TIMER = re.compile(r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|hours?|h)\b")
-CONVERT = re.compile(r"(-?\d+(?:\.\d+)?)\s*(?:degrees\s+)?([a-z/]+)\s+(?:to|in|into)\s+(?:degrees\s+)?([a-z/]+)")
+CONVERT = re.compile(
+    r"(-?\d+(?:\.\d+)?)\s*(?:degrees\s+)?([a-z/]+)\s+(?:to|in|into)\s+(?:degrees\s+)?([a-z/]+)"
+)
 REFERENCE = re.compile(r"\b(that|it|the result|the answer)\b")
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -35,7 +39,12 @@ NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 class EmbeddedAgent:
     name = "embedded"
 
-    def __init__(self, clock: Clock | None = None, knowledge: Knowledge | None = None, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        knowledge: Knowledge | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
         self.clock = clock or Clock()
         self.tools: dict[str, Tool] = default_tools(self.clock, knowledge)
         self.timeout_s = timeout_s
@@ -46,10 +55,18 @@ class EmbeddedAgent:
         if (m := TIMER.search(text)) and re.search(r"\b(timer|remind|alarm|wake)\b", text):
             unit = m.group(2)[0]
             seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]
-            label = re.sub(r"^.*\b(?:to|for)\b\s+", "", text) if re.search(r"\b(to|for)\b", text) else "timer"
+            label = (
+                re.sub(r"^.*\b(?:to|for)\b\s+", "", text)
+                if re.search(r"\b(to|for)\b", text)
+                else "timer"
+            )
             return "set_timer", {"seconds": seconds, "label": label.strip(" .?!") or "timer"}
         if (m := CONVERT.search(text)) and _is_unit(m.group(2)) and _is_unit(m.group(3)):
-            return "convert_units", {"value": float(m.group(1)), "from_unit": m.group(2), "to_unit": m.group(3)}
+            return "convert_units", {
+                "value": float(m.group(1)),
+                "from_unit": m.group(2),
+                "to_unit": m.group(3),
+            }
         if re.search(r"\bwhat time\b|\bthe time\b|\bclock\b", text):
             return "current_time", {}
         if re.search(r"\b(date|what day)\b|\btoday\b", text):
@@ -61,16 +78,26 @@ class EmbeddedAgent:
 
     def _arithmetic(self, text: str, ctx: ContextPackage) -> str | None:
         if REFERENCE.search(text):  # "what's that times three": the last number a result gave
-            last = next((NUMBER.findall(r["text"]) for r in reversed(ctx.transcript)
-                         if r["kind"] == "result" and NUMBER.search(r["text"])), None)
+            last = next(
+                (
+                    NUMBER.findall(r["text"])
+                    for r in reversed(ctx.transcript)
+                    if r["kind"] == "result" and NUMBER.search(r["text"])
+                ),
+                None,
+            )
             if last:
                 text = REFERENCE.sub(last[-1].replace(",", ""), text)
         norm = normalise(text)
         start = re.search(r"[-(\d]|\b(?:sqrt|log|sin|cos|tan|factorial|abs)\b", norm)
-        tail = norm[start.start():].rstrip(" ?.!") if start else ""
-        spans = ([tail] if tail else []) + sorted((s.strip() for s in ARITH.findall(norm) if s.strip()), key=len, reverse=True)
+        tail = norm[start.start() :].rstrip(" ?.!") if start else ""
+        spans = ([tail] if tail else []) + sorted(
+            (s.strip() for s in ARITH.findall(norm) if s.strip()), key=len, reverse=True
+        )
         for span in spans:
-            if re.search(r"[-+*/%^()]", span.strip("()")) or span.startswith(("sqrt", "log", "sin", "cos", "tan", "fact", "abs")):
+            if re.search(r"[-+*/%^()]", span.strip("()")) or span.startswith(
+                ("sqrt", "log", "sin", "cos", "tan", "fact", "abs")
+            ):
                 try:
                     calculate(span)
                     return span
@@ -93,7 +120,14 @@ def _is_unit(word: str) -> bool:
 
 
 def _say(expr: str) -> str:
-    spoken = {"**": " to the power of ", "*": " times ", "/": " divided by ", "+": " plus ", "-": " minus ", "%": " modulo "}
+    spoken = {
+        "**": " to the power of ",
+        "*": " times ",
+        "/": " divided by ",
+        "+": " plus ",
+        "-": " minus ",
+        "%": " modulo ",
+    }
     out = expr
     for sym, word in spoken.items():
         out = out.replace(sym, word)

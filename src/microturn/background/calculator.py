@@ -18,15 +18,49 @@ MAX_NODES = 100
 MAX_EXPONENT = 1000
 MAX_MAGNITUDE = 1e300
 
-BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-          ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
 UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-FUNCTIONS = {"sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max, "log": math.log,
-             "log10": math.log10, "log2": math.log2, "exp": math.exp, "sin": math.sin, "cos": math.cos,
-             "tan": math.tan, "floor": math.floor, "ceil": math.ceil, "factorial": math.factorial}
+FUNCTIONS = {
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "round": round,
+    "min": min,
+    "max": max,
+    "log": math.log,
+    "log10": math.log10,
+    "log2": math.log2,
+    "exp": math.exp,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "factorial": math.factorial,
+}
 CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
-WORDS = {"plus": "+", "minus": "-", "times": "*", "multiplied by": "*", "divided by": "/", "over": "/",
-         "to the power of": "**", "squared": "**2", "cubed": "**3", "x": "*", "×": "*", "÷": "/", "^": "**"}
+WORDS = {
+    "plus": "+",
+    "minus": "-",
+    "times": "*",
+    "multiplied by": "*",
+    "divided by": "/",
+    "over": "/",
+    "to the power of": "**",
+    "squared": "**2",
+    "cubed": "**3",
+    "x": "*",
+    "×": "*",
+    "÷": "/",
+    "^": "**",
+}
 
 
 class CalculatorError(MicroturnError, ValueError):
@@ -37,7 +71,11 @@ def normalise(text: str) -> str:
     """Spoken arithmetic to symbols: 'seventeen'-free but 'times', 'divided by', '^' and ','."""
     out = f" {text.lower()} "
     for word, sym in sorted(WORDS.items(), key=lambda kv: -len(kv[0])):
-        out = out.replace(f" {word} ", f" {sym} ") if word.isalpha() or " " in word else out.replace(word, sym)
+        out = (
+            out.replace(f" {word} ", f" {sym} ")
+            if word.isalpha() or " " in word
+            else out.replace(word, sym)
+        )
     return out.replace(",", "").strip()
 
 
@@ -45,7 +83,9 @@ def calculate(expression: str) -> float | int:
     if not isinstance(expression, str) or not expression.strip():
         raise CalculatorError("empty expression: expected arithmetic such as '17 * 23'")
     if len(expression) > MAX_CHARS:
-        raise CalculatorError(f"expression of {len(expression)} characters: at most {MAX_CHARS} allowed")
+        raise CalculatorError(
+            f"expression of {len(expression)} characters: at most {MAX_CHARS} allowed"
+        )
     try:
         tree = ast.parse(normalise(expression), mode="eval")
     except SyntaxError as e:
@@ -67,7 +107,11 @@ def _check(value: float | int) -> float | int:
 
 
 def _eval(node: ast.AST) -> float | int:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (int, float))
+        and not isinstance(node.value, bool)
+    ):
         return _check(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in BINARY:
         left, right = _eval(node.left), _eval(node.right)
@@ -85,10 +129,14 @@ def _eval(node: ast.AST) -> float | int:
     if isinstance(node, ast.Name):
         if node.id in CONSTANTS:
             return CONSTANTS[node.id]
-        raise CalculatorError(f"unknown name {node.id!r}: allowed are {', '.join(sorted(CONSTANTS))}")
+        raise CalculatorError(
+            f"unknown name {node.id!r}: allowed are {', '.join(sorted(CONSTANTS))}"
+        )
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
         if node.func.id not in FUNCTIONS:
-            raise CalculatorError(f"unknown function {node.func.id!r}: allowed are {', '.join(sorted(FUNCTIONS))}")
+            raise CalculatorError(
+                f"unknown function {node.func.id!r}: allowed are {', '.join(sorted(FUNCTIONS))}"
+            )
         args = [_eval(a) for a in node.args]
         if node.func.id == "factorial" and (len(args) != 1 or not 0 <= args[0] <= 170):
             raise CalculatorError("factorial takes one whole number from 0 to 170")

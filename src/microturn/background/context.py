@@ -31,11 +31,19 @@ class ContextPackage:
     transcript: list[dict] = field(default_factory=list)  # {"t", "kind", "text"} in time order
 
     @staticmethod
-    def from_events(task_id: str, request: str, now: float, events: list[Event]) -> "ContextPackage":
+    def from_events(
+        task_id: str, request: str, now: float, events: list[Event]
+    ) -> "ContextPackage":
         known = any(e.kind == "user_word" for e in events)
-        rows = [{"t": round(e.t, 3), "kind": "user_word" if e.kind == "heard_word" else e.kind, "text": e.text}
-                for e in sorted(events, key=lambda e: e.t)
-                if (e.kind in TRANSCRIPT_KINDS or (e.kind == "heard_word" and not known)) and e.t <= now]
+        rows = [
+            {
+                "t": round(e.t, 3),
+                "kind": "user_word" if e.kind == "heard_word" else e.kind,
+                "text": e.text,
+            }
+            for e in sorted(events, key=lambda e: e.t)
+            if (e.kind in TRANSCRIPT_KINDS or (e.kind == "heard_word" and not known)) and e.t <= now
+        ]
         return ContextPackage(task_id, request, round(now, 3), _merge_words(rows))
 
     def to_json(self) -> str:
@@ -55,10 +63,22 @@ class ContextPackage:
             elif row["kind"] == "model_word":
                 msgs.append({"role": "assistant", "content": f"{stamp} {row['text']}"})
             elif row["kind"] == "delegation":
-                msgs.append({"role": "assistant", "content": f"{stamp} (asked the background model: {row['text']})"})
+                msgs.append(
+                    {
+                        "role": "assistant",
+                        "content": f"{stamp} (asked the background model: {row['text']})",
+                    }
+                )
             else:
-                msgs.append({"role": "user", "content": f"{stamp} (background result: {row['text']})"})
-        msgs.append({"role": "user", "content": f"[{self.now:.1f}s] Background task {self.task_id}: {self.request}"})
+                msgs.append(
+                    {"role": "user", "content": f"{stamp} (background result: {row['text']})"}
+                )
+        msgs.append(
+            {
+                "role": "user",
+                "content": f"[{self.now:.1f}s] Background task {self.task_id}: {self.request}",
+            }
+        )
         return msgs
 
 

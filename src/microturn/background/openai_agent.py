@@ -21,13 +21,26 @@ MAX_ROUNDS = 4  # model -> tools -> model ... at most this many model calls per 
 class OpenAIAgent:
     name = "openai"
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 30.0,
-                 clock: Clock | None = None, knowledge: Knowledge | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        clock: Clock | None = None,
+        knowledge: Knowledge | None = None,
+    ) -> None:
         self.model, self.timeout_s = model, timeout_s
         self.tools: dict[str, Tool] = default_tools(clock or Clock(), knowledge)
         self.client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or os.environ.get("MICROTURN_BACKGROUND_API_KEY")
-            or os.environ.get("OPENAI_API_KEY") or "none", timeout=timeout_s, max_retries=0)
+            base_url=base_url,
+            api_key=api_key
+            or os.environ.get("MICROTURN_BACKGROUND_API_KEY")
+            or os.environ.get("OPENAI_API_KEY")
+            or "none",
+            timeout=timeout_s,
+            max_retries=0,
+        )
 
     async def _call_tool(self, name: str, arguments: str) -> str:
         tool = self.tools.get(name)
@@ -44,7 +57,8 @@ class OpenAIAgent:
         schemas = [t.schema() for t in self.tools.values()]
         for _ in range(MAX_ROUNDS):
             stream = await self.client.chat.completions.create(
-                model=self.model, messages=messages, tools=schemas, stream=True)
+                model=self.model, messages=messages, tools=schemas, stream=True
+            )
             content, calls = "", {}
             async for chunk in stream:
                 if not chunk.choices:
@@ -61,10 +75,26 @@ class OpenAIAgent:
                         call["arguments"] += tc.function.arguments or ""
             if not calls:
                 return
-            messages.append({"role": "assistant", "content": content or None, "tool_calls": [
-                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-                for c in calls.values()]})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": content or None,
+                    "tool_calls": [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": c["arguments"]},
+                        }
+                        for c in calls.values()
+                    ],
+                }
+            )
             for c in calls.values():
-                messages.append({"role": "tool", "tool_call_id": c["id"],
-                                 "content": await self._call_tool(c["name"], c["arguments"])})
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": c["id"],
+                        "content": await self._call_tool(c["name"], c["arguments"]),
+                    }
+                )
         yield "I could not finish that in time."

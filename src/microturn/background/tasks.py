@@ -37,7 +37,9 @@ class BackgroundRunner:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="microturn-background", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="microturn-background", daemon=True
+        )
         self._thread.start()
 
     def submit(self, coro: Coroutine):
@@ -48,11 +50,13 @@ class BackgroundRunner:
 
     def close(self) -> None:
         """Cancel whatever still runs, let it finish cancelling, stop the loop."""
+
         async def drain() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
         try:
             self.submit(drain()).result(timeout=5)
         finally:
@@ -63,8 +67,14 @@ class BackgroundRunner:
 class TaskManager:
     """The background tasks of one session."""
 
-    def __init__(self, agent: BackgroundAgent, runner: BackgroundRunner, clock: Clock | None = None,
-                 max_running: int = 4, settle: bool = False) -> None:
+    def __init__(
+        self,
+        agent: BackgroundAgent,
+        runner: BackgroundRunner,
+        clock: Clock | None = None,
+        max_running: int = 4,
+        settle: bool = False,
+    ) -> None:
         """`settle`: offline runs with a local agent wait, at each start and clock advance,
         until every task has finished or waits on the conversation clock, so results land in
         the same turn on every run. Live sessions never wait."""
@@ -150,7 +160,9 @@ class TaskManager:
                     break
                 buf += chunk
                 *sentences, buf = SENTENCE_END.split(buf)
-                if buf.rstrip().endswith((".", "!", "?")):  # a chunk that ends a sentence goes out now
+                if buf.rstrip().endswith(
+                    (".", "!", "?")
+                ):  # a chunk that ends a sentence goes out now
                     sentences, buf = sentences + [buf], ""
                 for s in sentences:
                     self._emit(task_id, "progress", s.strip())

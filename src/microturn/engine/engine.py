@@ -74,8 +74,15 @@ class Engine:
         """A new session on a free KV slot; PoolFullError when every slot is taken."""
         slot = self.pool.acquire()
         try:
-            s = Session.create(slot, self.layout, self.source.codec, self.source.mel_norm,
-                               sampler or SamplerSettings.from_engine(self.cfg), vocoder, session_id)
+            s = Session.create(
+                slot,
+                self.layout,
+                self.source.codec,
+                self.source.mel_norm,
+                sampler or SamplerSettings.from_engine(self.cfg),
+                vocoder,
+                session_id,
+            )
         except BaseException:  # a session that could not be built (its vocoder, say) holds no slot
             self.pool.release(slot)
             raise
@@ -109,8 +116,9 @@ class Engine:
             return 1
         return max(-(-4 // self.groups), -(-TILE // sessions))
 
-    def _prefill_rows(self, sessions: list[Session], positions: torch.Tensor,
-                      valid: torch.Tensor) -> KVStep:
+    def _prefill_rows(
+        self, sessions: list[Session], positions: torch.Tensor, valid: torch.Tensor
+    ) -> KVStep:
         pad = self._min_rows(len(sessions)) - positions.shape[1]
         if pad > 0:
             positions = torch.cat([positions, positions[:, -1:].expand(-1, pad)], dim=1)
@@ -118,13 +126,18 @@ class Engine:
         return self.pool.step([s.slot for s in sessions], positions, valid)
 
     @torch.no_grad()
-    def step(self, sessions: list[Session], inputs: list[TurnInput],
-             forced: list[TurnOutput | None] | None = None,
-             predictions: bool = False) -> StepResult:
+    def step(
+        self,
+        sessions: list[Session],
+        inputs: list[TurnInput],
+        forced: list[TurnOutput | None] | None = None,
+        predictions: bool = False,
+    ) -> StepResult:
         """Advance `sessions` by one turn. `forced[b]` replaces sampling (teacher forcing)."""
         if len(sessions) != len(inputs) or not sessions:
-            raise ValueError(f"{len(sessions)} sessions but {len(inputs)} inputs: "
-                             "expected one input each")
+            raise ValueError(
+                f"{len(sessions)} sessions but {len(inputs)} inputs: expected one input each"
+            )
         if len({s.slot for s in sessions}) != len(sessions) or any(s.closed for s in sessions):
             raise ValueError("each session may appear once per step, and only while open")
         m, lay, dev = self.model, self.layout, self.device
@@ -148,7 +161,7 @@ class Engine:
             valid = torch.cat([late, valid], dim=1)
         h_in = self._append(x, self._prefill_rows(sessions, pos, valid))
         a_in = h_in.shape[1] - n_in + lay.offset("audio_in")
-        heard_logits = m.transcript(h_in[:, a_in:a_in + n_audio])
+        heard_logits = m.transcript(h_in[:, a_in : a_in + n_audio])
         heard = None if heard_logits is None else heard_logits.argmax(-1).cpu()  # greedy
         h = h_in[:, -1]
         time = m.embed.time(turn)
@@ -167,8 +180,9 @@ class Engine:
         text_logits, text = [], []
         for j in range(n_text):
             logits = m.text_head(h)
-            tok = self._choose(sessions, logits,
-                               [f.text[j] if f and f.text is not None else None for f in forced])
+            tok = self._choose(
+                sessions, logits, [f.text[j] if f and f.text is not None else None for f in forced]
+            )
             text_logits.append(logits)
             text.append(tok)
             h = feed(1 + j, m.embed.out_content("text_out", tok[:, None].to(dev)))
@@ -179,7 +193,7 @@ class Engine:
         frames[:, 0] = torch.stack([s.last_frame for s in sessions])
         conds = []
         for i in range(n_audio if speak.any() or predictions else 0):
-            cond = m.flow_condition(h.float(), frames[:, i:i + 1], i)[:, 0]  # fp32 in every mode
+            cond = m.flow_condition(h.float(), frames[:, i : i + 1], i)[:, 0]  # fp32 in every mode
             conds.append(cond)
             given = [f.audio[i] if f and f.audio is not None else None for f in forced]
             frames[:, i + 1] = self._frames(sessions, cond, speak, given)
@@ -193,39 +207,55 @@ class Engine:
             s.deferred = deferred[b]
             s.last_frame = frames[b, -1]
             s.turn += 1
-            outputs.append(TurnOutput(control=int(control[b]), text=[int(t[b]) for t in text],
-                                      audio=frames_cpu[b].clone() if speak[b] else None,
-                                      heard=None if heard is None else heard[b].tolist()))
+            outputs.append(
+                TurnOutput(
+                    control=int(control[b]),
+                    text=[int(t[b]) for t in text],
+                    audio=frames_cpu[b].clone() if speak[b] else None,
+                    heard=None if heard is None else heard[b].tolist(),
+                )
+            )
         preds = None
         if predictions:
-            preds = Predictions(ctrl_logits, torch.stack(text_logits, 1), torch.stack(conds, 1),
-                                heard_logits)
+            preds = Predictions(
+                ctrl_logits, torch.stack(text_logits, 1), torch.stack(conds, 1), heard_logits
+            )
         return StepResult(outputs, preds)
 
     def _stack_inputs(self, inputs: list[TurnInput]) -> tuple[torch.Tensor, ...]:
         lay, dev = self.layout, self.device
         a = torch.zeros(lay.audio_slots, lay.audio_token_dim, dtype=torch.long)
         v = torch.zeros(lay.video_slots, 3, 40, 40)
-        return (torch.stack([i.audio if i.audio is not None else a for i in inputs]).to(dev),
-                torch.tensor([i.audio is not None for i in inputs], device=dev),
-                torch.stack([i.video if i.video is not None else v for i in inputs])
-                .to(dev, self.dtype),
-                torch.tensor([i.video is not None for i in inputs], device=dev),
-                torch.tensor([i.user_text for i in inputs], device=dev),
-                torch.tensor([i.background for i in inputs], device=dev))
+        return (
+            torch.stack([i.audio if i.audio is not None else a for i in inputs]).to(dev),
+            torch.tensor([i.audio is not None for i in inputs], device=dev),
+            torch.stack([i.video if i.video is not None else v for i in inputs]).to(
+                dev, self.dtype
+            ),
+            torch.tensor([i.video is not None for i in inputs], device=dev),
+            torch.tensor([i.user_text for i in inputs], device=dev),
+            torch.tensor([i.background for i in inputs], device=dev),
+        )
 
-    def _choose(self, sessions: list[Session], logits: torch.Tensor,
-                forced: list[int | None]) -> torch.Tensor:
+    def _choose(
+        self, sessions: list[Session], logits: torch.Tensor, forced: list[int | None]
+    ) -> torch.Tensor:
         """[B] token ids on the CPU, where each session's generator lives."""
-        out = sample_tokens(logits.float().cpu(), [s.sampler for s in sessions],
-                            [s.rng for s in sessions])
+        out = sample_tokens(
+            logits.float().cpu(), [s.sampler for s in sessions], [s.rng for s in sessions]
+        )
         for b, f in enumerate(forced):
             if f is not None:
                 out[b] = f
         return out
 
-    def _frames(self, sessions: list[Session], cond: torch.Tensor, speak: torch.Tensor,
-                forced: list[torch.Tensor | None]) -> torch.Tensor:
+    def _frames(
+        self,
+        sessions: list[Session],
+        cond: torch.Tensor,
+        speak: torch.Tensor,
+        forced: list[torch.Tensor | None],
+    ) -> torch.Tensor:
         """One frame per speaking session; each draws its noise from its own generator. All
         speaking sessions with the same step count go through the flow head in one call."""
         out = torch.zeros(len(sessions), self.layout.audio_token_dim, device=self.device)
@@ -235,8 +265,13 @@ class Engine:
             steps = sessions[b].sampler.flow_steps or self.flow_steps
             groups.setdefault(steps, []).append(b)
         for steps, rows in groups.items():
-            x0 = torch.stack([torch.randn(out.shape[1], generator=sessions[b].rng)
-                              * sessions[b].sampler.flow_noise for b in rows]).to(self.device)
+            x0 = torch.stack(
+                [
+                    torch.randn(out.shape[1], generator=sessions[b].rng)
+                    * sessions[b].sampler.flow_noise
+                    for b in rows
+                ]
+            ).to(self.device)
             c = cond[rows]
             if self.graphs is not None:
                 x1 = self.graphs.flow(self.model.flow, c, steps, x0)

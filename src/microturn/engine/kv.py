@@ -63,7 +63,9 @@ class KVPool:
     def acquire(self) -> int:
         """The lowest free slot, so live sessions stay packed and a step reads one view."""
         if not self._free:
-            raise PoolFullError(f"all {self.slots} KV slots are in use; close a session or raise max_sessions")
+            raise PoolFullError(
+                f"all {self.slots} KV slots are in use; close a session or raise max_sessions"
+            )
         return heapq.heappop(self._free)
 
     def release(self, slot: int) -> None:
@@ -80,17 +82,29 @@ class KVPool:
     def _grouped(self, bias: torch.Tensor) -> torch.Tensor:
         """[B, M, keys] -> [B, 1, groups * M, keys], the row order of the grouped queries."""
         b, m, keys = bias.shape
-        return bias[:, None, None].expand(-1, 1, self.groups, -1, -1).reshape(b, 1, self.groups * m, keys)
+        return (
+            bias[:, None, None]
+            .expand(-1, 1, self.groups, -1, -1)
+            .reshape(b, 1, self.groups * m, keys)
+        )
 
     def step(self, slots: list[int], positions: torch.Tensor, valid: torch.Tensor) -> KVStep:
         """Everything the attention layers need to append `positions` [B, M] (`valid` rows only)."""
         write_b, write_m = valid.nonzero(as_tuple=True)
         cos, sin = self._angles(positions)
         return KVStep(
-            k=self.k, v=self.v, slots=self._tensor(slots), first_slot=self._first(slots),
-            positions=positions, write_b=write_b, write_m=write_m,
+            k=self.k,
+            v=self.v,
+            slots=self._tensor(slots),
+            first_slot=self._first(slots),
+            positions=positions,
+            write_b=write_b,
+            write_m=write_m,
             write_index=self.window.cache_index(positions[write_b, write_m]),
-            bias=self._grouped(self._bias(positions)), cos=cos, sin=sin)
+            bias=self._grouped(self._bias(positions)),
+            cos=cos,
+            sin=sin,
+        )
 
     def _tensor(self, slots: list[int]) -> torch.Tensor:
         return torch.tensor(slots, device=self.device)
@@ -108,9 +122,15 @@ class KVPool:
         base = turns * tpt
         positions = base[:, None] + torch.arange(tpt, device=base.device)
         cos, sin = self._angles(positions)
-        return TurnPlan(self._tensor(slots), self._first(slots), base,
-                        self.window.cache_index(base),
-                        self._bias(positions), cos, sin)
+        return TurnPlan(
+            self._tensor(slots),
+            self._first(slots),
+            base,
+            self.window.cache_index(base),
+            self._bias(positions),
+            cos,
+            sin,
+        )
 
     def rows(self, plan: TurnPlan, first: int, count: int, pad: int = 0) -> KVStep:
         """Append tokens first .. first + count - 1 of the planned turn for every session;
@@ -123,7 +143,15 @@ class KVPool:
         write_b = torch.arange(b, device=dev).repeat_interleave(count)
         write_m = torch.arange(count, device=dev).repeat(b)
         return KVStep(
-            k=self.k, v=self.v, slots=plan.slots, first_slot=plan.first_slot,
-            positions=plan.base[:, None] + idx, write_b=write_b, write_m=write_m,
+            k=self.k,
+            v=self.v,
+            slots=plan.slots,
+            first_slot=plan.first_slot,
+            positions=plan.base[:, None] + idx,
+            write_b=write_b,
+            write_m=write_m,
             write_index=plan.cache_base[write_b] + write_m + first,
-            bias=self._grouped(plan.bias[:, idx]), cos=plan.cos[:, idx], sin=plan.sin[:, idx])
+            bias=self._grouped(plan.bias[:, idx]),
+            cos=plan.cos[:, idx],
+            sin=plan.sin[:, idx],
+        )

@@ -18,22 +18,31 @@ from ..streams.turns import TurnBatch
 from .engine import Engine
 
 
-def random_batch(cfg: ModelConfig, batch: int, turns: int, seed: int = 0, speak: float = 0.5) -> TurnBatch:
+def random_batch(
+    cfg: ModelConfig, batch: int, turns: int, seed: int = 0, speak: float = 0.5
+) -> TurnBatch:
     """Random slots in every stream; some turns with no audio or no video, some speaking."""
     g = torch.Generator().manual_seed(seed)
     lay = cfg.layout
     r = lambda *shape: torch.rand(*shape, generator=g)
     return TurnBatch(
         turn_index=torch.arange(turns)[None].expand(batch, -1).clone(),
-        audio_in=torch.randint(0, lay.dmel_levels, (batch, turns, lay.audio_slots, lay.audio_token_dim), generator=g),
+        audio_in=torch.randint(
+            0, lay.dmel_levels, (batch, turns, lay.audio_slots, lay.audio_token_dim), generator=g
+        ),
         audio_in_mask=r(batch, turns) > 0.2,
         video=torch.randn(batch, turns, lay.video_slots, 3, 40, 40, generator=g),
         video_mask=r(batch, turns) > 0.5,
-        user_text=torch.randint(0, cfg.vocab_size, (batch, turns, lay.user_text_slots), generator=g),
-        background=torch.randint(0, cfg.vocab_size, (batch, turns, lay.background_slots), generator=g),
+        user_text=torch.randint(
+            0, cfg.vocab_size, (batch, turns, lay.user_text_slots), generator=g
+        ),
+        background=torch.randint(
+            0, cfg.vocab_size, (batch, turns, lay.background_slots), generator=g
+        ),
         control=(r(batch, turns) < speak).long(),
         text_out=torch.randint(0, cfg.vocab_size, (batch, turns, lay.text_out_slots), generator=g),
-        audio_out=torch.randn(batch, turns, lay.audio_slots, lay.audio_token_dim, generator=g))
+        audio_out=torch.randn(batch, turns, lay.audio_slots, lay.audio_token_dim, generator=g),
+    )
 
 
 @dataclass
@@ -51,8 +60,9 @@ class ParityReport:
 
 
 @torch.no_grad()
-def measure_parity(model: InteractionModel, starts: list[int], turns: int, seed: int = 0,
-                   speak: float = 0.5) -> ParityReport:
+def measure_parity(
+    model: InteractionModel, starts: list[int], turns: int, seed: int = 0, speak: float = 0.5
+) -> ParityReport:
     """Sequence b joins the engine at step starts[b] and runs `turns` turns."""
     model.eval()
     batch = random_batch(model.cfg, len(starts), turns, seed, speak)
@@ -66,18 +76,30 @@ def measure_parity(model: InteractionModel, starts: list[int], turns: int, seed:
         if not live:
             continue
         pairs = [batch.turn(b, step - starts[b]) for b in live]
-        res = engine.step([sessions[b] for b in live], [p[0] for p in pairs], [p[1] for p in pairs],
-                          predictions=True)
+        res = engine.step(
+            [sessions[b] for b in live],
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            predictions=True,
+        )
         p = res.predictions
         for j, b in enumerate(live):
             t = step - starts[b]
-            for name, got, want in (("control", p.control_logits[j], ref.control_logits[b, t]),
-                                    ("text", p.text_logits[j], ref.text_logits[b, t]),
-                                    ("audio_cond", p.audio_cond[j], ref.audio_cond[b, t])):
+            for name, got, want in (
+                ("control", p.control_logits[j], ref.control_logits[b, t]),
+                ("text", p.text_logits[j], ref.text_logits[b, t]),
+                ("audio_cond", p.audio_cond[j], ref.audio_cond[b, t]),
+            ):
                 worst[name] = max(worst[name], (got - want).abs().max().item())
             if ref.transcript_logits is not None:
                 got, want = p.transcript_logits[j], ref.transcript_logits[b, t]
                 worst["transcript"] = max(worst["transcript"], (got - want).abs().max().item())
             compared += 1
-    return ParityReport(max(worst.values()), worst["control"], worst["text"], worst["audio_cond"], compared,
-                        worst["transcript"])
+    return ParityReport(
+        max(worst.values()),
+        worst["control"],
+        worst["text"],
+        worst["audio_cond"],
+        compared,
+        worst["transcript"],
+    )

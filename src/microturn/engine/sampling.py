@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def sample_tokens(logits: torch.Tensor, samplers: list, rngs: list[torch.Generator]) -> torch.Tensor:
+def sample_tokens(
+    logits: torch.Tensor, samplers: list, rngs: list[torch.Generator]
+) -> torch.Tensor:
     """logits [B, V] -> [B] ids. Temperature 0 is greedy; top_k <= 0 keeps every token.
 
     Rows with the same settings are filtered and normalised together; only the draw is per

@@ -35,7 +35,9 @@ class Session:
     unpacker: TurnUnpacker
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     turn: int = 0
-    deferred: torch.Tensor | None = None  # [audio_slots, d]: last turn's audio slots, appended with the next IN
+    deferred: torch.Tensor | None = (
+        None  # [audio_slots, d]: last turn's audio slots, appended with the next IN
+    )
     last_frame: torch.Tensor | None = None  # the last audio frame it spoke (zeros after silence)
     rng: torch.Generator = field(default_factory=torch.Generator)
     closed: bool = False
@@ -44,11 +46,22 @@ class Session:
         self.rng.manual_seed(self.sampler.seed)
 
     @staticmethod
-    def create(slot: int, layout: TurnLayout, codec: DMelCodec, norm: MelNorm, sampler: SamplerSettings,
-               vocoder: bool = True, session_id: str | None = None) -> "Session":
-        s = Session(slot=slot, sampler=sampler, packer=TurnPacker(layout, codec),
-                    unpacker=TurnUnpacker(layout, norm, vocoder=vocoder),
-                    last_frame=torch.zeros(layout.audio_token_dim))
+    def create(
+        slot: int,
+        layout: TurnLayout,
+        codec: DMelCodec,
+        norm: MelNorm,
+        sampler: SamplerSettings,
+        vocoder: bool = True,
+        session_id: str | None = None,
+    ) -> "Session":
+        s = Session(
+            slot=slot,
+            sampler=sampler,
+            packer=TurnPacker(layout, codec),
+            unpacker=TurnUnpacker(layout, norm, vocoder=vocoder),
+            last_frame=torch.zeros(layout.audio_token_dim),
+        )
         if session_id:
             s.id = session_id
         return s

@@ -48,8 +48,12 @@ def detect_turns(audio: np.ndarray, settings: VadSettings = SERVER_VAD) -> VadTu
     vad = SileroVAD(RATE)
     win = vad.window_size_samples
     n = len(audio) // win
-    probs = np.array([vad.process(np.ascontiguousarray(audio[i * win:(i + 1) * win], dtype=np.float32))
-                      for i in range(n)])
+    probs = np.array(
+        [
+            vad.process(np.ascontiguousarray(audio[i * win : (i + 1) * win], dtype=np.float32))
+            for i in range(n)
+        ]
+    )
     step = win / RATE
     turns = VadTurns(probabilities=probs)
     speaking, run, quiet = False, 0.0, 0.0
@@ -70,7 +74,9 @@ def detect_turns(audio: np.ndarray, settings: VadSettings = SERVER_VAD) -> VadTu
     return turns
 
 
-def vad_agreement(audio: np.ndarray, speech: list[Interval], threshold: float = 0.5) -> float | None:
+def vad_agreement(
+    audio: np.ndarray, speech: list[Interval], threshold: float = 0.5
+) -> float | None:
     """Spot check of logged timing: the share of 32 ms windows where Silero VAD on a system's
     own output audio agrees with its logged speech intervals."""
     if audio is None or len(audio) < RATE // 10:
@@ -90,11 +96,17 @@ class HarnessOutput:
 
 
 class TurnBasedHarness:
-    def __init__(self, settings: VadSettings = SERVER_VAD, tts: EspeakTTS | None = None,
-                 voice: Voice = Voice(variant="m3")) -> None:
+    def __init__(
+        self,
+        settings: VadSettings = SERVER_VAD,
+        tts: EspeakTTS | None = None,
+        voice: Voice = Voice(variant="m3"),
+    ) -> None:
         self.settings, self.tts, self.voice = settings, tts or EspeakTTS(), voice
 
-    def run(self, user_audio: np.ndarray, answer_for: Callable[[float], str | None]) -> HarnessOutput:
+    def run(
+        self, user_audio: np.ndarray, answer_for: Callable[[float], str | None]
+    ) -> HarnessOutput:
         """`answer_for(commit_time)`: the oracle's answer to the turn that just ended, or None."""
         turns = detect_turns(user_audio, self.settings)
         out = np.zeros(len(user_audio), dtype=np.float32)
@@ -110,7 +122,9 @@ class TurnBasedHarness:
             barge = [s for s in turns.starts if commit < s < end]  # the user talks over it: cut
             stop = barge[0] if barge else end
             speech.append((commit, min(stop, len(user_audio) / RATE)))
-            words += [Word(round(commit + w.t, 4), w.text) for w in said.words if commit + w.t < stop]
+            words += [
+                Word(round(commit + w.t, 4), w.text) for w in said.words if commit + w.t < stop
+            ]
             a, b = int(commit * RATE), min(int(stop * RATE), len(out))
             if b > a:
                 out[a:b] = said.audio[: b - a]

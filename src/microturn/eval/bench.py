@@ -23,10 +23,27 @@ from .baseline import SERVER_VAD, TurnBasedHarness, VadSettings, vad_agreement
 from ..vocoder.asr import audio_text_agreement
 from .scenario import oracle, score
 
-METRICS = ("pause_tor", "turn_taking_tor", "turn_taking_latency_s", "interruption_tor", "interruption_latency_s",
-           "stop_latency_s", "backchannel_freq", "not_addressed_response_rate", "timespeak_acc", "cuespeak_acc",
-           "correction_latency_s", "repcount_acc", "startstop_miou", "proactive_score", "tool_pass1",
-           "refusal_rate", "over_refusal_rate", "answer_cer", "transcript_cer")
+METRICS = (
+    "pause_tor",
+    "turn_taking_tor",
+    "turn_taking_latency_s",
+    "interruption_tor",
+    "interruption_latency_s",
+    "stop_latency_s",
+    "backchannel_freq",
+    "not_addressed_response_rate",
+    "timespeak_acc",
+    "cuespeak_acc",
+    "correction_latency_s",
+    "repcount_acc",
+    "startstop_miou",
+    "proactive_score",
+    "tool_pass1",
+    "refusal_rate",
+    "over_refusal_rate",
+    "answer_cer",
+    "transcript_cer",
+)
 SYSTEMS = ("microturn", "vad_harness")
 VOICE_GROUP_METRICS = ("turn_taking_tor", "turn_taking_latency_s")
 
@@ -56,7 +73,9 @@ class BenchResult:
         systems = {}
         for name, runs in self.runs.items():
             s = M.summarize([r.scores for r in runs])
-            systems[name] = {k: s.get(k) for k in METRICS} | {k: v for k, v in s.items() if k not in METRICS}
+            systems[name] = {k: s.get(k) for k in METRICS} | {
+                k: v for k, v in s.items() if k not in METRICS
+            }
             systems[name] |= self.by_voice_group(name)
         return {"suite": self.suite, "scenarios": len(self.rendered), "systems": systems}
 
@@ -65,8 +84,11 @@ class BenchResult:
         trained on) and in training voices ("seen"); scenario files' own voices count as seen."""
         out: dict[str, float | None] = {}
         for group in ("seen", "unseen"):
-            rows = [run.scores for r, run in zip(self.rendered, self.runs[system])
-                    if voice_group(r) == group]
+            rows = [
+                run.scores
+                for r, run in zip(self.rendered, self.runs[system])
+                if voice_group(r) == group
+            ]
             s = M.summarize(rows)
             for key in VOICE_GROUP_METRICS:
                 out[f"{key}_{group}_voices"] = s.get(key)
@@ -77,7 +99,9 @@ class BenchResult:
         for i, r in enumerate(self.rendered):
             for name, runs in self.runs.items():
                 fams.setdefault(r.scenario.family, {}).setdefault(name, []).append(runs[i].scores)
-        return {f: {n: M.summarize(rows) for n, rows in systems.items()} for f, systems in fams.items()}
+        return {
+            f: {n: M.summarize(rows) for n, rows in systems.items()} for f, systems in fams.items()
+        }
 
 
 def _said(words: list[M.Word]) -> str:
@@ -85,29 +109,53 @@ def _said(words: list[M.Word]) -> str:
     return " ".join(w.text for w in words)
 
 
-def run_bench(engine: Engine, scenarios: list[Scenario | Rendered], suite: str = "dev", seed: int = 0,
-              vad: VadSettings = SERVER_VAD, progress: bool = True) -> BenchResult:
+def run_bench(
+    engine: Engine,
+    scenarios: list[Scenario | Rendered],
+    suite: str = "dev",
+    seed: int = 0,
+    vad: VadSettings = SERVER_VAD,
+    progress: bool = True,
+) -> BenchResult:
     tts = EspeakTTS()
     harness = TurnBasedHarness(vad, tts)
     result = BenchResult(suite, [], {s: [] for s in SYSTEMS})
     for sc in tqdm(scenarios, desc="scenarios", unit="scenario", disable=not progress):
         r = sc if isinstance(sc, Rendered) else render(sc)  # generated episodes come rendered
         result.rendered.append(r)
-        ours = run_offline(engine, r.recording, SamplerSettings(temperature=0.8, seed=seed), agent=EmbeddedAgent(),
-                           policy=DeliveryPolicy(min_latency_s=OFFLINE_RESULT_LATENCY_S))
+        ours = run_offline(
+            engine,
+            r.recording,
+            SamplerSettings(temperature=0.8, seed=seed),
+            agent=EmbeddedAgent(),
+            policy=DeliveryPolicy(min_latency_s=OFFLINE_RESULT_LATENCY_S),
+        )
         words, speech = M.heard(ours.timeline.events)
-        tasks = [e for e in ours.timeline.events
-                 if e.kind.startswith("task_") or e.kind in ("delegation", "result", "heard_word")]
-        check = {"vad_agreement": vad_agreement(ours.timeline.model_audio, speech),
-                 "audio_text_agreement": audio_text_agreement(ours.timeline.model_audio,
-                                                              _said(words), speech)}
+        tasks = [
+            e
+            for e in ours.timeline.events
+            if e.kind.startswith("task_") or e.kind in ("delegation", "result", "heard_word")
+        ]
+        check = {
+            "vad_agreement": vad_agreement(ours.timeline.model_audio, speech),
+            "audio_text_agreement": audio_text_agreement(
+                ours.timeline.model_audio, _said(words), speech
+            ),
+        }
         if engine.model.transcript_head is not None:  # the harness's transcript is an oracle: none
-            check |= M.transcript_cer([e.text for e in ours.timeline.events if e.kind == "heard_word"],
-                                      [w.text for w in r.user_words])
+            check |= M.transcript_cer(
+                [e.text for e in ours.timeline.events if e.kind == "heard_word"],
+                [w.text for w in r.user_words],
+            )
         result.runs["microturn"].append(Run(words, speech, score(r, words, speech) | check, tasks))
         base = harness.run(r.recording.audio, oracle(r))
-        check = {"vad_agreement": vad_agreement(base.audio, base.speech),
-                 "audio_text_agreement": audio_text_agreement(base.audio, _said(base.words),
-                                                              base.speech)}
-        result.runs["vad_harness"].append(Run(base.words, base.speech, score(r, base.words, base.speech) | check))
+        check = {
+            "vad_agreement": vad_agreement(base.audio, base.speech),
+            "audio_text_agreement": audio_text_agreement(
+                base.audio, _said(base.words), base.speech
+            ),
+        }
+        result.runs["vad_harness"].append(
+            Run(base.words, base.speech, score(r, base.words, base.speech) | check)
+        )
     return result

@@ -7,9 +7,17 @@ from pathlib import Path
 from ..viz import Lane, write_html
 from .bench import SYSTEMS, BenchResult
 
-BETTER = {"pause_tor": "lower", "backchannel_tor": "lower", "not_addressed_response_rate": "lower",
-          "over_refusal_rate": "lower", "stop_latency_s": "lower", "turn_taking_latency_s": "lower",
-          "interruption_latency_s": "lower", "correction_latency_s": "lower", "tool_answer_latency_s": "lower"}
+BETTER = {
+    "pause_tor": "lower",
+    "backchannel_tor": "lower",
+    "not_addressed_response_rate": "lower",
+    "over_refusal_rate": "lower",
+    "stop_latency_s": "lower",
+    "turn_taking_latency_s": "lower",
+    "interruption_latency_s": "lower",
+    "correction_latency_s": "lower",
+    "tool_answer_latency_s": "lower",
+}
 
 
 def _fmt(v) -> str:
@@ -23,10 +31,14 @@ def format_table(result: BenchResult) -> str:
         keys = sorted({k for s in systems.values() for k in s} - {"vad_agreement"})
         for i, k in enumerate(keys):
             row = [systems.get(s, {}).get(k) for s in SYSTEMS]
-            lines.append(f"{fam if i == 0 else '':<14} {k:<28} {_fmt(row[0]):>10} {_fmt(row[1]):>12}  "
-                         f"{BETTER.get(k, 'higher')}")
-    lines.append(f"{'(check)':<14} {'vad_agreement':<28} {_fmt(checks['microturn']):>10} "
-                 f"{_fmt(checks['vad_harness']):>12}  logged speech vs VAD on the output audio")
+            lines.append(
+                f"{fam if i == 0 else '':<14} {k:<28} {_fmt(row[0]):>10} {_fmt(row[1]):>12}  "
+                f"{BETTER.get(k, 'higher')}"
+            )
+    lines.append(
+        f"{'(check)':<14} {'vad_agreement':<28} {_fmt(checks['microturn']):>10} "
+        f"{_fmt(checks['vad_harness']):>12}  logged speech vs VAD on the output audio"
+    )
     return "\n".join(lines)
 
 
@@ -61,9 +73,13 @@ def write_timeline_html(result: BenchResult, scenario_id: str, path: str | Path)
     """User, microturn and harness lanes on one time axis, words on hover and as labels."""
     idx = next((i for i, r in enumerate(result.rendered) if r.scenario.id == scenario_id), None)
     if idx is None:
-        raise KeyError(f"no scenario {scenario_id!r}; have: {', '.join(r.scenario.id for r in result.rendered)}")
+        raise KeyError(
+            f"no scenario {scenario_id!r}; have: {', '.join(r.scenario.id for r in result.rendered)}"
+        )
     r = result.rendered[idx]
-    lanes = [Lane("user", [(w.t, w.end) for w in r.user_words], [(w.t, w.text) for w in r.user_words])]
+    lanes = [
+        Lane("user", [(w.t, w.end) for w in r.user_words], [(w.t, w.text) for w in r.user_words])
+    ]
     heard = [(e.t, e.text) for e in result.runs["microturn"][idx].extra if e.kind == "heard_word"]
     lanes.append(Lane("heard", [], heard))  # microturn's listening transcript
     for name in SYSTEMS:
@@ -72,4 +88,6 @@ def write_timeline_html(result: BenchResult, scenario_id: str, path: str | Path)
     tasks = [e for e in result.runs["microturn"][idx].extra if e.kind != "heard_word"]
     lanes.append(Lane("background", [], [(e.t, f"{e.kind}: {e.text}") for e in tasks]))
     notes = [f"{n}: {result.runs[n][idx].scores}" for n in SYSTEMS]
-    return write_html(path, f"{scenario_id} — {r.scenario.family}", r.scenario.duration, lanes, notes)
+    return write_html(
+        path, f"{scenario_id} — {r.scenario.family}", r.scenario.duration, lanes, notes
+    )

@@ -109,8 +109,16 @@ class TurnEmbedder(nn.Module):
     def _or_empty(x: torch.Tensor, present: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
         return torch.where(present[..., None, None], x, empty)
 
-    def embed_in(self, turn: torch.Tensor, audio: torch.Tensor, audio_mask: torch.Tensor, video: torch.Tensor,
-                 video_mask: torch.Tensor, user_text: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    def embed_in(
+        self,
+        turn: torch.Tensor,
+        audio: torch.Tensor,
+        audio_mask: torch.Tensor,
+        video: torch.Tensor,
+        video_mask: torch.Tensor,
+        user_text: torch.Tensor,
+        background: torch.Tensor,
+    ) -> torch.Tensor:
         """IN_k slots for turns of shape [...] -> [..., in_tokens, d]."""
         lead = turn.shape
         time = self.time_token.expand(*lead, 1, -1)
@@ -121,12 +129,20 @@ class TurnEmbedder(nn.Module):
             v = self._or_empty(v, video_mask, self.empty["video"])
         else:
             v = self.empty["video"].expand(*video.shape[:-3], -1)
-            if torch.is_grad_enabled():  # every parameter gets a gradient: sharded (FSDP) ranks stay in step
-                v = v + 0.0 * (self.video(video.flatten(0, -5)[:1]).sum() + self.patch_row.sum() + self.patch_col.sum())
+            if (
+                torch.is_grad_enabled()
+            ):  # every parameter gets a gradient: sharded (FSDP) ranks stay in step
+                v = v + 0.0 * (
+                    self.video(video.flatten(0, -5)[:1]).sum()
+                    + self.patch_row.sum()
+                    + self.patch_col.sum()
+                )
         content = torch.cat([time, a, v, self.text(user_text), self.text(background)], dim=-2)
         return self.finish(content, 0, self.time(turn))
 
-    def out_content(self, stream: str, value: torch.Tensor, speak: torch.Tensor | None = None) -> torch.Tensor:
+    def out_content(
+        self, stream: str, value: torch.Tensor, speak: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Content vectors of an OUT stream: control [...] -> [..., 1, d]; text [..., n] -> [..., n, d];
         audio [..., n, token_dim] with speak [...] -> [..., n, d] (the empty vector when silent)."""
         if stream == "control":
@@ -135,11 +151,23 @@ class TurnEmbedder(nn.Module):
             return self.text(value)
         return self._or_empty(self.audio_out(value), speak, self.empty["audio_out"])
 
-    def embed_out(self, turn: torch.Tensor, control: torch.Tensor, text: torch.Tensor, audio: torch.Tensor,
-                  speak: torch.Tensor) -> torch.Tensor:
+    def embed_out(
+        self,
+        turn: torch.Tensor,
+        control: torch.Tensor,
+        text: torch.Tensor,
+        audio: torch.Tensor,
+        speak: torch.Tensor,
+    ) -> torch.Tensor:
         """Every OUT_k slot (teacher forcing) -> [..., out_tokens, d]."""
-        content = torch.cat([self.out_content("control", control), self.out_content("text_out", text),
-                             self.out_content("audio_out", audio, speak)], dim=-2)
+        content = torch.cat(
+            [
+                self.out_content("control", control),
+                self.out_content("text_out", text),
+                self.out_content("audio_out", audio, speak),
+            ],
+            dim=-2,
+        )
         return self.finish(content, self.cfg.layout.in_tokens, self.time(turn))
 
     def embed_out_slot(self, time: torch.Tensor, slot: int, content: torch.Tensor) -> torch.Tensor:

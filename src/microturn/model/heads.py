@@ -83,10 +83,21 @@ class FlowHead(nn.Module):
             y = F.linear(F.silu(F.linear(y, lin1.weight, lin1.bias)), lin2.weight, lin2.bias)
             h = torch.addcmul(h, gate, y)
         shift, scale = mods[-1]
-        return F.linear(torch.addcmul(shift, F.layer_norm(h, width, eps=1e-6), scale), self.out.weight, self.out.bias)
+        return F.linear(
+            torch.addcmul(shift, F.layer_norm(h, width, eps=1e-6), scale),
+            self.out.weight,
+            self.out.bias,
+        )
 
-    def loss(self, target: torch.Tensor, cond: torch.Tensor, draws: int, t: torch.Tensor | None = None,
-             eps: torch.Tensor | None = None, count: float | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        target: torch.Tensor,
+        cond: torch.Tensor,
+        draws: int,
+        t: torch.Tensor | None = None,
+        eps: torch.Tensor | None = None,
+        count: float | None = None,
+    ) -> torch.Tensor:
         """Rectified flow: x_t = t x + (1 - t) eps, regress v = x - eps; `draws` (t, eps) per target.
 
         `t` [N, draws] and `eps` [N, draws, D] may be given (the trainer draws them per

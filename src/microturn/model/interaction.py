@@ -63,7 +63,9 @@ class InteractionModel(nn.Module):
         self.flow = FlowHead(lay.audio_token_dim, d, cfg.flow_width, cfg.flow_depth)
         self.prev_frame = InvariantLinear(lay.audio_token_dim, d, invariant=inv)
         self.audio_slot = nn.Parameter(torch.randn(lay.audio_slots, d) * 0.02)
-        self.transcript_head = InvariantLinear(d, cfg.vocab_size, invariant=inv) if cfg.transcript_head else None
+        self.transcript_head = (
+            InvariantLinear(d, cfg.vocab_size, invariant=inv) if cfg.transcript_head else None
+        )
         self.codec = DMelCodec(lay.dmel_levels)
         self.mel_norm = MelNorm(lay.mel_channels)
         self._init_weights()
@@ -71,7 +73,11 @@ class InteractionModel(nn.Module):
     def _init_weights(self) -> None:
         for name, p in self.trunk.named_parameters():
             if p.dim() == 2:
-                std = 0.02 / (2 * self.cfg.n_layers) ** 0.5 if name.endswith(("out.weight", "down.weight")) else 0.02
+                std = (
+                    0.02 / (2 * self.cfg.n_layers) ** 0.5
+                    if name.endswith(("out.weight", "down.weight"))
+                    else 0.02
+                )
                 nn.init.normal_(p, std=std)
         for head in (self.control_head, self.text_head, self.transcript_head):
             if head is not None:
@@ -83,10 +89,18 @@ class InteractionModel(nn.Module):
     # ---- training ---------------------------------------------------------------------
     def hidden(self, batch: TurnBatch) -> torch.Tensor:
         """Trunk output for every token, [B, L, tokens_per_turn, d]."""
-        x_in = self.embed.embed_in(batch.turn_index, batch.audio_in, batch.audio_in_mask, batch.video,
-                                   batch.video_mask, batch.user_text, batch.background)
-        x_out = self.embed.embed_out(batch.turn_index, batch.control, batch.text_out, batch.audio_out,
-                                     batch.audio_out_mask)
+        x_in = self.embed.embed_in(
+            batch.turn_index,
+            batch.audio_in,
+            batch.audio_in_mask,
+            batch.video,
+            batch.video_mask,
+            batch.user_text,
+            batch.background,
+        )
+        x_out = self.embed.embed_out(
+            batch.turn_index, batch.control, batch.text_out, batch.audio_out, batch.audio_out_mask
+        )
         x = torch.cat([x_in, x_out], dim=-2)
         b, turns, tpt, d = x.shape
         if batch.turn_index[:, 0].ne(0).any():
@@ -96,7 +110,11 @@ class InteractionModel(nn.Module):
     def flow_condition(self, h: torch.Tensor, prev: torch.Tensor, first: int = 0) -> torch.Tensor:
         """h [..., d] (state at the last text slot), prev [..., n, token_dim] (the frame before
         each of audio slots first .. first + n - 1) -> [..., n, d]."""
-        return h[..., None, :] + self.prev_frame(prev) + self.audio_slot[first:first + prev.shape[-2]]
+        return (
+            h[..., None, :]
+            + self.prev_frame(prev)
+            + self.audio_slot[first : first + prev.shape[-2]]
+        )
 
     @staticmethod
     def previous_frames(batch: TurnBatch) -> torch.Tensor:
@@ -111,24 +129,34 @@ class InteractionModel(nn.Module):
         n_in, n_text = lay.in_tokens, lay.text_out_slots
         return Predictions(
             control_logits=self.control_head(h[..., n_in - 1, :]),
-            text_logits=self.text_head(h[..., n_in:n_in + n_text, :]),
+            text_logits=self.text_head(h[..., n_in : n_in + n_text, :]),
             audio_cond=self.flow_condition(h[..., n_in + n_text, :], self.previous_frames(batch)),
-            transcript_logits=self.transcript(h[..., lay.offset("audio_in"):, :][..., :lay.audio_slots, :]))
+            transcript_logits=self.transcript(
+                h[..., lay.offset("audio_in") :, :][..., : lay.audio_slots, :]
+            ),
+        )
 
     def transcript(self, h_audio_in: torch.Tensor) -> torch.Tensor | None:
         """[..., audio_slots, d] states of the audio-in slots -> transcript logits (or None)."""
         return None if self.transcript_head is None else self.transcript_head(h_audio_in)
 
-    def forward(self, batch: TurnBatch, noise: tuple[torch.Tensor, torch.Tensor] | None = None,
-                audio_count: float | None = None, pad_weight: float = 1.0,
-                weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        batch: TurnBatch,
+        noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+        audio_count: float | None = None,
+        pad_weight: float = 1.0,
+        weights: dict[str, float] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Losses per stream. `noise` = (t [B, L, A, draws], eps [B, L, A, draws, D]) fixes the
         flow head's draws; `audio_count` is the speaking-slot count the audio loss averages
         over (default: this batch's), so shards of one batch add up to the whole. `weights`
         scale each stream's share of the total (1 when absent)."""
         pred = self.predict(self.hidden(batch), batch)
         losses = {
-            "control": F.cross_entropy(pred.control_logits.flatten(0, -2).float(), batch.control.flatten()),
+            "control": F.cross_entropy(
+                pred.control_logits.flatten(0, -2).float(), batch.control.flatten()
+            ),
             "text": token_loss(pred.text_logits, batch.text_out, pad_weight),
         }
         if pred.transcript_logits is not None and batch.heard is not None:
@@ -138,7 +166,11 @@ class InteractionModel(nn.Module):
         if speak.any():
             cond = pred.audio_cond[speak].flatten(0, -2)
             target = batch.audio_out[speak].flatten(0, -2)
-            t, eps = (None, None) if noise is None else (noise[0][speak].flatten(0, -2), noise[1][speak].flatten(0, -3))
+            t, eps = (
+                (None, None)
+                if noise is None
+                else (noise[0][speak].flatten(0, -2), noise[1][speak].flatten(0, -3))
+            )
             losses["audio"] = self.flow.loss(target, cond, self.cfg.flow_draws, t, eps, audio_count)
         else:  # no speech in this batch: a zero-weight pass still gives every parameter a gradient
             cond = pred.audio_cond[:1, :1, 0].flatten(0, 1)
@@ -147,7 +179,9 @@ class InteractionModel(nn.Module):
         weights = weights or {}
         total = sum(weights.get(k, 1.0) * v for k, v in losses.items())
         if self.cfg.moe_experts:
-            aux = sum(b.ffn.aux_loss for b in self.trunk.blocks if isinstance(b.ffn, MoEFeedForward))
+            aux = sum(
+                b.ffn.aux_loss for b in self.trunk.blocks if isinstance(b.ffn, MoEFeedForward)
+            )
             losses["moe_aux"] = aux
             total = total + MOE_AUX_WEIGHT * aux
         losses["loss"] = total
@@ -157,8 +191,9 @@ class InteractionModel(nn.Module):
 def token_loss(logits: torch.Tensor, target: torch.Tensor, pad_weight: float = 1.0) -> torch.Tensor:
     """Cross-entropy over token slots, a PAD slot counting `pad_weight` of a real token
     (targets of -100 are ignored). At 1 it is the plain mean over every slot."""
-    ce = F.cross_entropy(logits.flatten(0, -2).float(), target.flatten(), ignore_index=-100,
-                         reduction="none")
+    ce = F.cross_entropy(
+        logits.flatten(0, -2).float(), target.flatten(), ignore_index=-100, reduction="none"
+    )
     t = target.flatten()
     w = torch.where(t == PAD, pad_weight, 1.0) * t.ne(-100)
     return (ce * w).sum() / w.sum().clamp(min=1e-6)

@@ -26,7 +26,9 @@ _ONE_TILE_OK: dict[tuple[int, int, torch.dtype], bool] = {}
 def _batched(x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     tiles = x2.shape[0] // TILE
     k, n = weight.shape[1], weight.shape[0]
-    return torch.bmm(x2.view(tiles, TILE, k), weight.t().unsqueeze(0).expand(tiles, k, n)).reshape(-1, n)
+    return torch.bmm(x2.view(tiles, TILE, k), weight.t().unsqueeze(0).expand(tiles, k, n)).reshape(
+        -1, n
+    )
 
 
 def _one_tile_ok(k: int, n: int, dtype: torch.dtype) -> bool:
@@ -64,7 +66,9 @@ class _TiledLinear(torch.autograd.Function):
         return grad @ weight, grad.t() @ x2
 
 
-def tiled_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def tiled_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
     x2 = x.reshape(-1, x.shape[-1])
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         y = _TiledLinear.apply(x2, weight)
@@ -78,7 +82,9 @@ def tiled_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 class InvariantLinear(nn.Linear):
     """nn.Linear whose rows do not depend on the batch (when `invariant`)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False, invariant: bool = True) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = False, invariant: bool = True
+    ) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self.invariant = invariant
 

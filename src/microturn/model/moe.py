@@ -17,7 +17,9 @@ from torch import nn
 from ..config import ModelConfig
 from .linear import TILE, InvariantLinear, tiled_linear
 
-GATHER_MAX_PAIRS = 64  # above this many token-expert pairs gathering weights costs more than grouping
+GATHER_MAX_PAIRS = (
+    64  # above this many token-expert pairs gathering weights costs more than grouping
+)
 
 
 class MoEFeedForward(nn.Module):
@@ -26,8 +28,8 @@ class MoEFeedForward(nn.Module):
         e, d, f = cfg.moe_experts, cfg.d_model, cfg.ffn_hidden
         self.k = cfg.moe_top_k
         self.router = InvariantLinear(d, e, invariant=cfg.batch_invariant)
-        self.gate_up = nn.Parameter(torch.randn(e, 2 * f, d) * d ** -0.5)
-        self.down = nn.Parameter(torch.randn(e, d, f) * f ** -0.5)
+        self.gate_up = nn.Parameter(torch.randn(e, 2 * f, d) * d**-0.5)
+        self.down = nn.Parameter(torch.randn(e, d, f) * f**-0.5)
         self.aux_loss = torch.zeros(())
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,8 +64,10 @@ class MoEFeedForward(nn.Module):
         y_flat = y.view(-1, x.shape[-1])
         for e, c in enumerate(counts):
             if c:
-                idx = order[start:start + c]
-                y_flat = y_flat.index_put((idx,), self._expert(x[idx // self.k], self.gate_up[e], self.down[e]))
+                idx = order[start : start + c]
+                y_flat = y_flat.index_put(
+                    (idx,), self._expert(x[idx // self.k], self.gate_up[e], self.down[e])
+                )
             start += c
         return y_flat.view_as(y)
 

@@ -33,10 +33,14 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.weight.shape, self.weight.to(x.dtype), self.eps)
 
 
-def rope_angles(positions: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_angles(
+    positions: torch.Tensor, head_dim: int, base: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and signed sin for absolute `positions` [..., n] -> [..., n, 1, head_dim], shared by all layers."""
     half = head_dim // 2
-    inv_freq = 1.0 / (base ** (torch.arange(0, half, device=positions.device, dtype=torch.float32) / half))
+    inv_freq = 1.0 / (
+        base ** (torch.arange(0, half, device=positions.device, dtype=torch.float32) / half)
+    )
     angles = positions[..., None].float() * inv_freq
     cos, sin = angles.cos(), angles.sin()
     return torch.cat([cos, cos], -1)[..., None, :], torch.cat([-sin, sin], -1)[..., None, :]
@@ -74,7 +78,9 @@ class KVStep:
         k, v = self.k[layer], self.v[layer]
         if self.first_slot is not None:
             b = self.slots.numel()
-            return k[self.first_slot:self.first_slot + b], v[self.first_slot:self.first_slot + b]
+            return k[self.first_slot : self.first_slot + b], v[
+                self.first_slot : self.first_slot + b
+            ]
         return k[self.slots], v[self.slots]
 
     def write(self, layer: int, k_new: torch.Tensor, v_new: torch.Tensor) -> None:
@@ -92,17 +98,26 @@ class Attention(nn.Module):
         inv = cfg.batch_invariant
         self.qkv = InvariantLinear(cfg.d_model, (self.h + 2 * self.kvh) * self.hd, invariant=inv)
         self.out = InvariantLinear(self.h * self.hd, cfg.d_model, invariant=inv)
-        self.scale = self.hd ** -0.5
+        self.scale = self.hd**-0.5
 
-    def _project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _project(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         qk, v = self.qkv(x).split([(self.h + self.kvh) * self.hd, self.kvh * self.hd], dim=-1)
-        q, k = rope(qk.unflatten(-1, (self.h + self.kvh, self.hd)), cos, sin).split([self.h, self.kvh], dim=-2)
+        q, k = rope(qk.unflatten(-1, (self.h + self.kvh, self.hd)), cos, sin).split(
+            [self.h, self.kvh], dim=-2
+        )
         return q * self.scale, k, v.unflatten(-1, (self.kvh, self.hd))
 
     @staticmethod
-    def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        scores = torch.baddbmm(bias.expand(*q.shape[:-1], k.shape[-2]).flatten(0, -3),
-                               q.flatten(0, -3), k.transpose(-1, -2).flatten(0, -3))
+    def _attend(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        scores = torch.baddbmm(
+            bias.expand(*q.shape[:-1], k.shape[-2]).flatten(0, -3),
+            q.flatten(0, -3),
+            k.transpose(-1, -2).flatten(0, -3),
+        )
         return (scores.softmax(-1) @ v.flatten(0, -3)).view(*q.shape[:-1], v.shape[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,11 +125,17 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         tpt, g = self.window.tokens_per_turn, self.h // self.kvh
         turns = n // tpt
-        q, k, v = self._project(x, *rope_angles(torch.arange(n, device=x.device), self.hd, self.cfg.rope_base))
+        q, k, v = self._project(
+            x, *rope_angles(torch.arange(n, device=x.device), self.hd, self.cfg.rope_base)
+        )
         if not self.cfg.batch_invariant:
             return self.out(self._fused(q, k, v).reshape(b, n, self.h * self.hd))
         # queries grouped per kv head: [B, kvh, L, G*T, hd]
-        q = q.view(b, turns, tpt, self.kvh, g, self.hd).permute(0, 3, 1, 4, 2, 5).reshape(b, self.kvh, turns, g * tpt, self.hd)
+        q = (
+            q.view(b, turns, tpt, self.kvh, g, self.hd)
+            .permute(0, 3, 1, 4, 2, 5)
+            .reshape(b, self.kvh, turns, g * tpt, self.hd)
+        )
         k = k.view(b, turns, tpt, self.kvh, self.hd).permute(0, 3, 1, 2, 4)  # [B, kvh, L, T, hd]
         v = v.view(b, turns, tpt, self.kvh, self.hd).permute(0, 3, 1, 2, 4)
         outs = []
@@ -126,7 +147,7 @@ class Attention(nn.Module):
             pos = qt[:, None] * tpt + torch.arange(tpt, device=x.device)
             mask = self.window.key_mask(pos)  # [Lq, T, keys]
             bias = mask_bias(mask[:, None].expand(-1, g, -1, -1).reshape(len(qt), g * tpt, -1))
-            outs.append(self._attend(q[:, :, t0:t0 + len(qt)], kb, vb, bias))
+            outs.append(self._attend(q[:, :, t0 : t0 + len(qt)], kb, vb, bias))
         o = torch.cat(outs, dim=2).view(b, self.kvh, turns, g, tpt, self.hd)
         return self.out(o.permute(0, 2, 4, 1, 3, 5).reshape(b, n, self.h * self.hd))
 
@@ -142,11 +163,21 @@ class Attention(nn.Module):
         for a in range(0, n, step):
             e = min(n, a + step)
             lo = max(s * tpt, (a // tpt - self.window.window_turns + 1) * tpt)
-            keys = torch.cat([pos[:min(s * tpt, lo)], pos[lo:e]])
+            keys = torch.cat([pos[: min(s * tpt, lo)], pos[lo:e]])
             tq, tk = pos[a:e, None] // tpt, keys[None] // tpt
-            mask = (keys[None] <= pos[a:e, None]) & ((tk < s) | (tq - tk < self.window.window_turns))
-            outs.append(F.scaled_dot_product_attention(q[:, :, a:e], k[:, :, keys], v[:, :, keys], attn_mask=mask,
-                                                       scale=1.0, enable_gqa=True))
+            mask = (keys[None] <= pos[a:e, None]) & (
+                (tk < s) | (tq - tk < self.window.window_turns)
+            )
+            outs.append(
+                F.scaled_dot_product_attention(
+                    q[:, :, a:e],
+                    k[:, :, keys],
+                    v[:, :, keys],
+                    attn_mask=mask,
+                    scale=1.0,
+                    enable_gqa=True,
+                )
+            )
         return torch.cat(outs, dim=2).transpose(1, 2)
 
     def step(self, x: torch.Tensor, kv: KVStep, layer: int) -> torch.Tensor:
@@ -156,7 +187,11 @@ class Attention(nn.Module):
         q, k, v = self._project(x, kv.cos, kv.sin)
         kv.write(layer, k, v)
         kc, vc = kv.read(layer)  # [B, kvh, keys, hd]
-        q = q.view(b, m, self.kvh, g, self.hd).permute(0, 2, 3, 1, 4).reshape(b, self.kvh, g * m, self.hd)
+        q = (
+            q.view(b, m, self.kvh, g, self.hd)
+            .permute(0, 2, 3, 1, 4)
+            .reshape(b, self.kvh, g * m, self.hd)
+        )
         o = self._attend(q, kc, vc, kv.bias).view(b, self.kvh, g, m, self.hd)
         return self.out(o.permute(0, 3, 1, 2, 4).reshape(b, m, self.h * self.hd))
 
@@ -178,8 +213,11 @@ class Block(nn.Module):
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn = Attention(cfg, window)
         self.ffn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.ffn: nn.Module = (MoEFeedForward(cfg) if cfg.moe_experts
-                               else SwiGLU(cfg.d_model, cfg.ffn_hidden, cfg.batch_invariant))
+        self.ffn: nn.Module = (
+            MoEFeedForward(cfg)
+            if cfg.moe_experts
+            else SwiGLU(cfg.d_model, cfg.ffn_hidden, cfg.batch_invariant)
+        )
 
     def forward(self, x: torch.Tensor, kv: KVStep | None = None, layer: int = 0) -> torch.Tensor:
         h = self.attn_norm(x)

@@ -49,19 +49,34 @@ class Conversation:
     _started: dict = field(default_factory=dict)  # task id -> conversation time it started
 
     @staticmethod
-    def open(engine: Engine, agent: BackgroundAgent | None = None, runner: BackgroundRunner | None = None,
-             sampler: SamplerSettings | None = None, policy: DeliveryPolicy | None = None,
-             vocoder: bool = True, settle: bool = False) -> "Conversation":
+    def open(
+        engine: Engine,
+        agent: BackgroundAgent | None = None,
+        runner: BackgroundRunner | None = None,
+        sampler: SamplerSettings | None = None,
+        policy: DeliveryPolicy | None = None,
+        vocoder: bool = True,
+        settle: bool = False,
+    ) -> "Conversation":
         session = engine.open(sampler, vocoder=vocoder)
-        tasks = TaskManager(agent, runner, settle=settle) if agent is not None and runner is not None else None
+        tasks = (
+            TaskManager(agent, runner, settle=settle)
+            if agent is not None and runner is not None
+            else None
+        )
         return Conversation(engine, session, tasks, policy or DeliveryPolicy())
 
     @property
     def now(self) -> float:
         return round(self.session.turn * self.engine.layout.turn_seconds, 6)
 
-    def prepare(self, audio: np.ndarray | None = None, frame: np.ndarray | None = None,
-                typed: list[str] = (), user_words: list[Event] = ()) -> TurnInput:
+    def prepare(
+        self,
+        audio: np.ndarray | None = None,
+        frame: np.ndarray | None = None,
+        typed: list[str] = (),
+        user_words: list[Event] = (),
+    ) -> TurnInput:
         now = self.now
         for text in typed:
             self.session.push_text(text)
@@ -74,15 +89,22 @@ class Conversation:
                 if ev.kind == "progress" and ev.text:
                     self._held.append((ev.task_id, ev.text, now))
         talking = audio is not None and _dbfs(audio) > self.policy.speech_dbfs
-        while self._held and now - self._started.get(self._held[0][0], 0.0) >= self.policy.min_latency_s and (
-                not (self.policy.hold_while_user_speaks and talking) or now - self._held[0][2] >= self.policy.max_hold_s):
+        while (
+            self._held
+            and now - self._started.get(self._held[0][0], 0.0) >= self.policy.min_latency_s
+            and (
+                not (self.policy.hold_while_user_speaks and talking)
+                or now - self._held[0][2] >= self.policy.max_hold_s
+            )
+        ):
             task_id, text, _ = self._held.popleft()
             self.session.push_background(f"{task_id}: {text}")
             self.events.append(Event(now, "result", text))
         return self.session.packer.pack(audio, frame)
 
-    def finish(self, out: TurnOutput, wav: np.ndarray | None = None
-               ) -> tuple[list[Event], np.ndarray | None]:
+    def finish(
+        self, out: TurnOutput, wav: np.ndarray | None = None
+    ) -> tuple[list[Event], np.ndarray | None]:
         """`wav`: this turn's samples when the caller vocoded many sessions in one batch."""
         k = self.session.turn - 1
         events, wav = self.session.unpacker.unpack(k, out, wav)
@@ -106,7 +128,10 @@ class Conversation:
 
     def timeline_events(self) -> list[Event]:
         """Transcript plus task lifecycle (kind 'task_<state>'), sorted by time."""
-        tasks = [Event(ev.t, f"task_{ev.kind}", f"{ev.task_id}: {ev.text}".rstrip(": ")) for ev in self.task_log]
+        tasks = [
+            Event(ev.t, f"task_{ev.kind}", f"{ev.task_id}: {ev.text}".rstrip(": "))
+            for ev in self.task_log
+        ]
         return sorted(self.events + tasks, key=lambda e: (e.t, e.kind))
 
 

@@ -37,7 +37,9 @@ class RecordedInput:
     audio: np.ndarray | None = None
     frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
     typed: list[tuple[float, str]] = field(default_factory=list)
-    user_words: list[Event] = field(default_factory=list)  # the user's words, if an alignment is known
+    user_words: list[Event] = field(
+        default_factory=list
+    )  # the user's words, if an alignment is known
     duration: float | None = None  # default: the audio's length (or the last event + 1 s)
 
     def seconds(self, rate: int) -> float:
@@ -46,7 +48,9 @@ class RecordedInput:
         ends = [len(self.audio) / rate] if self.audio is not None else []
         ends += [t + 1.0 for t, _ in self.frames] + [t + 1.0 for t, _ in self.typed]
         if not ends:
-            raise InputError("recorded input is empty: give audio, frames, typed text or a duration")
+            raise InputError(
+                "recorded input is empty: give audio, frames, typed text or a duration"
+            )
         return max(ends)
 
 
@@ -61,9 +65,15 @@ class OfflineResult:
         return self.timeline.of("model_word")
 
 
-def run_offline(engine: Engine, rec: RecordedInput, sampler: SamplerSettings | None = None,
-                progress: bool = False, agent: BackgroundAgent | None = None,
-                policy: DeliveryPolicy | None = None, on_turn: Callable | None = None) -> OfflineResult:
+def run_offline(
+    engine: Engine,
+    rec: RecordedInput,
+    sampler: SamplerSettings | None = None,
+    progress: bool = False,
+    agent: BackgroundAgent | None = None,
+    policy: DeliveryPolicy | None = None,
+    on_turn: Callable | None = None,
+) -> OfflineResult:
     """Run `rec` through a new session; with `agent`, delegations start background tasks.
     `on_turn(k, audio_chunk, output, events, conversation)` sees each turn as it happens."""
     lay = engine.layout
@@ -73,16 +83,24 @@ def run_offline(engine: Engine, rec: RecordedInput, sampler: SamplerSettings | N
     if rec.audio is not None:
         audio = np.zeros(n * lay.turn_samples, dtype=np.float32)
         audio[: min(len(audio), len(rec.audio))] = rec.audio[: len(audio)]
-    by_turn = lambda items: {k: [x for t, x in items if int(t // lay.turn_seconds) == k] for k in range(n)}
+    by_turn = lambda items: {
+        k: [x for t, x in items if int(t // lay.turn_seconds) == k] for k in range(n)
+    }
     frames = {int(t // lay.turn_seconds): f for t, f in sorted(rec.frames, key=lambda x: x[0])}
     typed = by_turn(rec.typed)
-    words = by_turn([(w.end if w.end is not None else w.t, w) for w in rec.user_words])  # known once said
+    words = by_turn(
+        [(w.end if w.end is not None else w.t, w) for w in rec.user_words]
+    )  # known once said
     runner = BackgroundRunner() if agent is not None else None
     conv = Conversation.open(engine, agent, runner, sampler, policy, settle=True)
     outputs = []
     try:
         for k in tqdm(range(n), desc="turns", unit="turn", disable=not progress):
-            chunk = audio[k * lay.turn_samples:(k + 1) * lay.turn_samples] if audio is not None else None
+            chunk = (
+                audio[k * lay.turn_samples : (k + 1) * lay.turn_samples]
+                if audio is not None
+                else None
+            )
             inp = conv.prepare(chunk, frames.get(k), typed[k], words[k])
             out = engine.step([conv.session], [inp]).outputs[0]
             events, _ = conv.finish(out)
@@ -96,6 +114,11 @@ def run_offline(engine: Engine, rec: RecordedInput, sampler: SamplerSettings | N
     user = audio if audio is not None else np.zeros(n * lay.turn_samples, dtype=np.float32)
     model_audio = conv.session.unpacker.waveform(n)
     model = model_audio if model_audio is not None else np.zeros_like(user)
-    tl = Timeline(duration=n * lay.turn_seconds, events=conv.timeline_events(), user_audio=audio,
-                  model_audio=model_audio, frames=list(rec.frames))
+    tl = Timeline(
+        duration=n * lay.turn_seconds,
+        events=conv.timeline_events(),
+        user_audio=audio,
+        model_audio=model_audio,
+        frames=list(rec.frames),
+    )
     return OfflineResult(tl, outputs, wav_bytes([user, model], lay.sample_rate))

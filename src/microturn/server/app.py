@@ -35,7 +35,9 @@ STATIC = Path(__file__).parent / "static"  # any larger WebSocket message is ref
 def _authorised(ws: WebSocket, token: str | None) -> bool:
     if token is None:
         return True
-    given = ws.headers.get("authorization", "").removeprefix("Bearer ").strip() or ws.query_params.get("token", "")
+    given = ws.headers.get("authorization", "").removeprefix(
+        "Bearer "
+    ).strip() or ws.query_params.get("token", "")
     return hmac.compare_digest(given.encode(), token.encode())
 
 
@@ -50,14 +52,25 @@ def decode_jpeg(data: bytes, width: int, height: int) -> np.ndarray:
         raise ValueError(f"input.video.jpeg: not a readable JPEG ({e})") from e
 
 
-def create_app(engine: Engine, max_sessions: int | None = None, token: str | None = None,
-               agent: Callable[[], BackgroundAgent] | None = EmbeddedAgent, idle_timeout_s: float = 60.0,
-               max_session_s: float = 3600.0, drain: Drain | None = None,
-               lb_agent: tuple[str, int] | None = None) -> FastAPI:
+def create_app(
+    engine: Engine,
+    max_sessions: int | None = None,
+    token: str | None = None,
+    agent: Callable[[], BackgroundAgent] | None = EmbeddedAgent,
+    idle_timeout_s: float = 60.0,
+    max_session_s: float = 3600.0,
+    drain: Drain | None = None,
+    lb_agent: tuple[str, int] | None = None,
+) -> FastAPI:
     """`drain` is begun by `DrainingServer` on SIGTERM; `lb_agent` (host, port) serves HAProxy's
     agent-check there (see `drain.py`)."""
-    hub = Hub(engine, min(max_sessions or engine.cfg.max_sessions, engine.cfg.max_sessions), agent,
-              idle_timeout_s, max_session_s)
+    hub = Hub(
+        engine,
+        min(max_sessions or engine.cfg.max_sessions, engine.cfg.max_sessions),
+        agent,
+        idle_timeout_s,
+        max_session_s,
+    )
     drain = drain or Drain()
 
     @asynccontextmanager
@@ -75,17 +88,31 @@ def create_app(engine: Engine, max_sessions: int | None = None, token: str | Non
     @app.get("/healthz")
     async def healthz():
         if drain.draining:  # 503: a balancer's health check sends no new sessions here
-            return JSONResponse({"status": "draining", "live_sessions": len(hub.live),
-                                 "max_sessions": hub.max_sessions, "free_slots": 0}, status_code=503)
+            return JSONResponse(
+                {
+                    "status": "draining",
+                    "live_sessions": len(hub.live),
+                    "max_sessions": hub.max_sessions,
+                    "free_slots": 0,
+                },
+                status_code=503,
+            )
         # token_required lets the browser client ask for a token before the refused handshake
-        return JSONResponse({"status": "ok", "live_sessions": len(hub.live),
-                             "max_sessions": hub.max_sessions,
-                             "free_slots": hub.max_sessions - hub.occupied,
-                             "token_required": token is not None})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "live_sessions": len(hub.live),
+                "max_sessions": hub.max_sessions,
+                "free_slots": hub.max_sessions - hub.occupied,
+                "token_required": token is not None,
+            }
+        )
 
     @app.get("/metrics")
     async def metrics():
-        return PlainTextResponse(hub.metrics.render(len(hub.live)), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(
+            hub.metrics.render(len(hub.live)), media_type="text/plain; version=0.0.4"
+        )
 
     @app.websocket("/v1/ws")
     async def native(ws: WebSocket):
@@ -128,7 +155,9 @@ def create_app(engine: Engine, max_sessions: int | None = None, token: str | Non
         beta = "realtime=v1" in ws.headers.get("openai-beta", "")
         await RealtimeSession(ws, hub, model, beta=beta).run()
 
-    app.mount("/", StaticFiles(directory=STATIC), name="client")  # the browser client; no build step
+    app.mount(
+        "/", StaticFiles(directory=STATIC), name="client"
+    )  # the browser client; no build step
     return app
 
 
@@ -165,8 +194,11 @@ async def _start(ws: WebSocket, hub: Hub, drain: Drain) -> Live | None:
         await _error(ws, "server_full", str(e))
         await ws.close(code=1013)
         return None
-    await ws.send_json(P.SessionStarted(session_id=live.id, turn_ms=hub.lay.turn_ms,
-                                        output_sample_rate=hub.lay.sample_rate).model_dump())
+    await ws.send_json(
+        P.SessionStarted(
+            session_id=live.id, turn_ms=hub.lay.turn_ms, output_sample_rate=hub.lay.sample_rate
+        ).model_dump()
+    )
     return live
 
 
@@ -176,7 +208,9 @@ async def _receive(ws: WebSocket, hub: Hub, live: Live) -> None:
         raw = await _read(ws)
         if raw is None or len(raw) > MAX_FRAME_BYTES:
             hub.metrics.bad_messages += 1
-            await _error(ws, "message_too_large", f"messages are limited to {MAX_FRAME_BYTES} bytes")
+            await _error(
+                ws, "message_too_large", f"messages are limited to {MAX_FRAME_BYTES} bytes"
+            )
             continue
         try:
             msg = P.parse_client(raw)
@@ -200,7 +234,9 @@ async def _pump(ws: WebSocket, live: Live) -> None:
     while True:
         msg = await live.out.get()
         if "pcm" in msg:
-            msg = P.OutputAudioDelta(turn=msg["turn"], audio=base64.b64encode(msg["pcm"]).decode()).model_dump()
+            msg = P.OutputAudioDelta(
+                turn=msg["turn"], audio=base64.b64encode(msg["pcm"]).decode()
+            ).model_dump()
         try:
             await ws.send_json(msg)
         except Exception:  # the socket went away; the receive side closes the session

@@ -44,7 +44,9 @@ class Live:
     rate: int
     opened: float
     resampler: soxr.ResampleStream | None
-    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # at the model's rate
+    audio: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, np.float32)
+    )  # at the model's rate
     typed: list[str] = field(default_factory=list)
     frame: np.ndarray | None = None
     out: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(OUT_QUEUE))
@@ -55,8 +57,14 @@ class Live:
 
 
 class Hub:
-    def __init__(self, engine: Engine, max_sessions: int, agent: Callable[[], BackgroundAgent] | None = None,
-                 idle_timeout_s: float = 60.0, max_session_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        max_sessions: int,
+        agent: Callable[[], BackgroundAgent] | None = None,
+        idle_timeout_s: float = 60.0,
+        max_session_s: float = 3600.0,
+    ) -> None:
         self.engine, self.lay = engine, engine.layout
         self.max_sessions = max_sessions
         self.agent, self.runner = agent, BackgroundRunner() if agent is not None else None
@@ -78,14 +86,24 @@ class Hub:
     def open(self, rate: int, temperature: float, background: bool) -> Live:
         if self.occupied >= self.max_sessions:
             self.metrics.refused += 1
-            raise ServerFull(f"server full: {len(self.live)} of {self.max_sessions} sessions live; try again later")
+            raise ServerFull(
+                f"server full: {len(self.live)} of {self.max_sessions} sessions live; try again later"
+            )
         try:
-            conv = Conversation.open(self.engine, self.agent() if background and self.agent else None,
-                                     self.runner if background else None, SamplerSettings(temperature=temperature))
+            conv = Conversation.open(
+                self.engine,
+                self.agent() if background and self.agent else None,
+                self.runner if background else None,
+                SamplerSettings(temperature=temperature),
+            )
         except PoolFullError as e:
             self.metrics.refused += 1
             raise ServerFull(f"server full: {e}") from e
-        rs = None if rate == self.lay.sample_rate else soxr.ResampleStream(rate, self.lay.sample_rate, 1, dtype="float32")
+        rs = (
+            None
+            if rate == self.lay.sample_rate
+            else soxr.ResampleStream(rate, self.lay.sample_rate, 1, dtype="float32")
+        )
         live = Live(f"s{next(self._ids)}", conv, rate, time.monotonic(), rs)
         self.live[live.id] = live
         return live
@@ -111,7 +129,7 @@ class Hub:
         if len(x) > room:  # faster than real time: keep the clock's worth, drop the rest
             live.dropped_s += (len(x) - max(room, 0)) / self.lay.sample_rate
             self.metrics.dropped_audio_s += (len(x) - max(room, 0)) / self.lay.sample_rate
-            x = x[:max(room, 0)]
+            x = x[: max(room, 0)]
         live.audio = np.concatenate([live.audio, x.astype(np.float32)])
 
     # ---- the loop -------------------------------------------------------------------------
@@ -125,7 +143,9 @@ class Hub:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        self._worker.shutdown(wait=True)  # a step still in flight finishes before its sessions close
+        self._worker.shutdown(
+            wait=True
+        )  # a step still in flight finishes before its sessions close
         self._stepping = False
         for live in list(self.live.values()) + self._closing:
             live.closed = False
@@ -166,12 +186,24 @@ class Hub:
         now = time.monotonic()
         for s in list(self.live.values()):
             if now - s.last_input > self.idle_timeout_s:
-                self._send(s, {"type": "error", "code": "idle_timeout",
-                               "message": f"no input for {self.idle_timeout_s:g} s; session closed"})
+                self._send(
+                    s,
+                    {
+                        "type": "error",
+                        "code": "idle_timeout",
+                        "message": f"no input for {self.idle_timeout_s:g} s; session closed",
+                    },
+                )
                 self.close(s)
             elif now - s.opened > self.max_session_s:
-                self._send(s, {"type": "error", "code": "session_too_long",
-                               "message": f"sessions last at most {self.max_session_s:g} s; session closed"})
+                self._send(
+                    s,
+                    {
+                        "type": "error",
+                        "code": "session_too_long",
+                        "message": f"sessions last at most {self.max_session_s:g} s; session closed",
+                    },
+                )
                 self.close(s)
 
     def _take(self, s: Live) -> tuple:
@@ -187,7 +219,9 @@ class Hub:
 
     def _turn(self, sessions: list[Live], media: list[tuple]) -> list[tuple]:
         """One batched turn on the engine thread: pack, step, unpack and vocode."""
-        inputs = [s.conv.prepare(chunk, frame, typed) for s, (chunk, frame, typed) in zip(sessions, media)]
+        inputs = [
+            s.conv.prepare(chunk, frame, typed) for s, (chunk, frame, typed) in zip(sessions, media)
+        ]
         outs = self.engine.step([s.conv.session for s in sessions], inputs).outputs
         wavs = vocode_outputs([s.conv.session.unpacker for s in sessions], outs)  # one batched call
         return [(out, *s.conv.finish(out, wav)) for s, out, wav in zip(sessions, outs, wavs)]
@@ -196,19 +230,42 @@ class Hub:
         k = s.conv.session.turn - 1
         if wav is not None:
             pcm = (np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
-            self._send(s, {"type": "output.audio.delta", "turn": k, "pcm": pcm, "speaking": out.control == SPEAK})
+            self._send(
+                s,
+                {
+                    "type": "output.audio.delta",
+                    "turn": k,
+                    "pcm": pcm,
+                    "speaking": out.control == SPEAK,
+                },
+            )
         for e in events:
             if e.kind == "model_word":
                 self._send(s, {"type": "output.transcript.delta", "t": e.t, "text": e.text + " "})
             elif e.kind == "heard_word":  # the model's listening transcript: the user's words
                 self._send(s, {"type": "input.transcript.delta", "t": e.t, "text": e.text + " "})
-        for ev in s.conv.task_log[s._tasks_seen:]:
-            kind = {"created": "created", "progress": "progress", "done": "done", "failed": "failed",
-                    "cancelled": "cancelled"}[ev.kind]
-            self._send(s, {"type": f"delegation.{kind}", "task_id": ev.task_id, "t": ev.t, "text": ev.text})
+        for ev in s.conv.task_log[s._tasks_seen :]:
+            kind = {
+                "created": "created",
+                "progress": "progress",
+                "done": "done",
+                "failed": "failed",
+                "cancelled": "cancelled",
+            }[ev.kind]
+            self._send(
+                s, {"type": f"delegation.{kind}", "task_id": ev.task_id, "t": ev.t, "text": ev.text}
+            )
         s._tasks_seen = len(s.conv.task_log)
-        self._send(s, {"type": "turn.timing", "turn": k, "compute_ms": round(ms, 2), "missed_deadline": missed,
-                       "speaking": out.control == SPEAK})
+        self._send(
+            s,
+            {
+                "type": "turn.timing",
+                "turn": k,
+                "compute_ms": round(ms, 2),
+                "missed_deadline": missed,
+                "speaking": out.control == SPEAK,
+            },
+        )
 
     def _send(self, s: Live, msg: dict) -> None:
         try:

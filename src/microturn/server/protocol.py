@@ -25,7 +25,9 @@ class _Msg(BaseModel):
 
 def _b64(value: str, limit: int, what: str) -> bytes:
     if len(value) > limit:
-        raise ValueError(f"{what} is {len(value)} base64 characters; the limit per message is {limit}")
+        raise ValueError(
+            f"{what} is {len(value)} base64 characters; the limit per message is {limit}"
+        )
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as e:
@@ -75,7 +77,9 @@ class SessionEnd(_Msg):
     type: Literal["session.end"]
 
 
-ClientMessage = Annotated[Union[SessionStart, InputAudio, InputText, InputVideo, SessionEnd], Field(discriminator="type")]
+ClientMessage = Annotated[
+    Union[SessionStart, InputAudio, InputText, InputVideo, SessionEnd], Field(discriminator="type")
+]
 CLIENT = TypeAdapter(ClientMessage)
 
 
@@ -100,8 +104,13 @@ class TranscriptDelta(_Msg):
 
 
 class DelegationEvent(_Msg):
-    type: Literal["delegation.created", "delegation.progress", "delegation.done", "delegation.failed",
-                  "delegation.cancelled"]
+    type: Literal[
+        "delegation.created",
+        "delegation.progress",
+        "delegation.done",
+        "delegation.failed",
+        "delegation.cancelled",
+    ]
     task_id: str
     t: float
     text: str = ""
@@ -128,4 +137,6 @@ def parse_client(raw: str | bytes) -> ClientMessage:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise ValueError(f"{where + ': ' if where else ''}{first.get('msg', 'invalid message')}") from None
+        raise ValueError(
+            f"{where + ': ' if where else ''}{first.get('msg', 'invalid message')}"
+        ) from None

@@ -45,17 +45,22 @@ RATE = 24_000
 SPEECH_DBFS = -40.0
 QUIET_TURNS_TO_STOP = 3
 TRANSCRIPT_SETTLE_TURNS = 3  # after speech_stopped: the last words are still being written
-BETA_NAMES = {"response.output_audio.delta": "response.audio.delta",  # for clients sending OpenAI-Beta: realtime=v1
-              "response.output_audio.done": "response.audio.done",
-              "response.output_audio_transcript.delta": "response.audio_transcript.delta",
-              "response.output_audio_transcript.done": "response.audio_transcript.done",
-              "conversation.item.added": "conversation.item.created"}
+BETA_NAMES = {
+    "response.output_audio.delta": "response.audio.delta",  # for clients sending OpenAI-Beta: realtime=v1
+    "response.output_audio.done": "response.audio.done",
+    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+    "response.output_audio_transcript.done": "response.audio_transcript.done",
+    "conversation.item.added": "conversation.item.created",
+}
 BETA_ABSENT = {"conversation.item.done"}  # GA-only events, not sent to beta clients
-ACCEPTED_NOOPS = {"input_audio_buffer.commit": "input_audio_buffer.committed",
-                  "input_audio_buffer.clear": "input_audio_buffer.cleared",
-                  "conversation.item.truncate": "conversation.item.truncated",
-                  "conversation.item.delete": "conversation.item.deleted",
-                  "response.create": None, "response.cancel": None}
+ACCEPTED_NOOPS = {
+    "input_audio_buffer.commit": "input_audio_buffer.committed",
+    "input_audio_buffer.clear": "input_audio_buffer.cleared",
+    "conversation.item.truncate": "conversation.item.truncated",
+    "conversation.item.delete": "conversation.item.deleted",
+    "response.create": None,
+    "response.cancel": None,
+}
 
 
 class RealtimeSession:
@@ -83,18 +88,37 @@ class RealtimeSession:
         if self.beta and type_ in BETA_ABSENT:
             return
         type_ = BETA_NAMES.get(type_, type_) if self.beta else type_
-        await self.ws.send_text(json.dumps({"type": type_, "event_id": self._id("event"), **fields}))
+        await self.ws.send_text(
+            json.dumps({"type": type_, "event_id": self._id("event"), **fields})
+        )
 
-    async def error(self, message: str, code: str = "invalid_request_error", event_id: str | None = None) -> None:
+    async def error(
+        self, message: str, code: str = "invalid_request_error", event_id: str | None = None
+    ) -> None:
         self.hub.metrics.bad_messages += 1
-        await self.send("error", error={"type": "invalid_request_error", "code": code, "message": message,
-                                        "param": None, "event_id": event_id})
+        await self.send(
+            "error",
+            error={
+                "type": "invalid_request_error",
+                "code": code,
+                "message": message,
+                "param": None,
+                "event_id": event_id,
+            },
+        )
 
     def session_object(self) -> dict:
-        return {"type": "realtime", "object": "realtime.session", "id": self.live.id if self.live else "",
-                "model": self.model, "output_modalities": ["audio"],
-                "audio": {"input": {"format": {"type": "audio/pcm", "rate": RATE}, "turn_detection": None},
-                          "output": {"format": {"type": "audio/pcm", "rate": RATE}}}}
+        return {
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": self.live.id if self.live else "",
+            "model": self.model,
+            "output_modalities": ["audio"],
+            "audio": {
+                "input": {"format": {"type": "audio/pcm", "rate": RATE}, "turn_detection": None},
+                "output": {"format": {"type": "audio/pcm", "rate": RATE}},
+            },
+        }
 
     # ---- in ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -111,7 +135,9 @@ class RealtimeSession:
                 msg = await self.ws.receive()
                 if msg["type"] == "websocket.disconnect":
                     break
-                await self.handle(msg.get("text") if msg.get("text") is not None else msg.get("bytes") or b"")
+                await self.handle(
+                    msg.get("text") if msg.get("text") is not None else msg.get("bytes") or b""
+                )
         except WebSocketDisconnect:
             pass
         finally:
@@ -127,18 +153,25 @@ class RealtimeSession:
             return await self.error(f"not JSON: {e}", "invalid_json")
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return await self.error("an event is a JSON object with a string 'type'")
-        kind, eid = event["type"], event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        kind, eid = (
+            event["type"],
+            event.get("event_id") if isinstance(event.get("event_id"), str) else None,
+        )
         if kind == "input_audio_buffer.append":
             audio = event.get("audio")
             if not isinstance(audio, str) or len(audio) > MAX_AUDIO_B64:
-                return await self.error(f"'audio' must be base64 PCM16 of at most {MAX_AUDIO_B64} characters",
-                                        event_id=eid)
+                return await self.error(
+                    f"'audio' must be base64 PCM16 of at most {MAX_AUDIO_B64} characters",
+                    event_id=eid,
+                )
             try:
                 pcm = base64.b64decode(audio, validate=True)
             except (binascii.Error, ValueError) as e:
                 return await self.error(f"'audio' is not valid base64: {e}", event_id=eid)
             if len(pcm) % 2:
-                return await self.error("'audio': PCM16 needs an even number of bytes", event_id=eid)
+                return await self.error(
+                    "'audio': PCM16 needs an even number of bytes", event_id=eid
+                )
             self.hub.push_audio(self.live, pcm)
             await self._level(pcm16_to_float(pcm))
         elif kind == "session.update":
@@ -148,14 +181,19 @@ class RealtimeSession:
         elif kind == "conversation.item.create":
             item = event.get("item")
             if not isinstance(item, dict) or not isinstance(item.get("type", "message"), str):
-                return await self.error("'item' must be an object with a string 'type'",
-                                        event_id=eid)
+                return await self.error(
+                    "'item' must be an object with a string 'type'", event_id=eid
+                )
             text = _input_text(item)
             if text is not None:  # only the user's text reaches the model; the rest is acknowledged
                 self.live.typed.append(text[:MAX_TEXT])
             given = item.get("id")
-            added = {**item, "id": given if isinstance(given, str) and given else self._id("item"),
-                     "object": "realtime.item", "status": "completed"}
+            added = {
+                **item,
+                "id": given if isinstance(given, str) and given else self._id("item"),
+                "object": "realtime.item",
+                "status": "completed",
+            }
             after = event.get("previous_item_id")
             await self.send("conversation.item.added", previous_item_id=after, item=added)
             await self.send("conversation.item.done", previous_item_id=after, item=added)
@@ -178,15 +216,21 @@ class RealtimeSession:
                 await self._transcription_done()
             self.user_speaking, self.quiet = True, 0
             self.input_item = self.input_item or self._id("item")
-            await self.send("input_audio_buffer.speech_started", audio_start_ms=self.heard_ms,
-                            item_id=self.input_item)
+            await self.send(
+                "input_audio_buffer.speech_started",
+                audio_start_ms=self.heard_ms,
+                item_id=self.input_item,
+            )
         elif not loud and self.user_speaking:
             self.quiet += 1
             if self.quiet >= QUIET_TURNS_TO_STOP:
                 self.user_speaking = False
                 self.settle = TRANSCRIPT_SETTLE_TURNS
-                await self.send("input_audio_buffer.speech_stopped", audio_end_ms=self.heard_ms,
-                                item_id=self.input_item)
+                await self.send(
+                    "input_audio_buffer.speech_stopped",
+                    audio_end_ms=self.heard_ms,
+                    item_id=self.input_item,
+                )
 
     # ---- out --------------------------------------------------------------------------------
     async def _pump(self) -> None:
@@ -206,16 +250,24 @@ class RealtimeSession:
                 await self._finish()
             if self.response is not None:
                 wav = self.out_rs.resample_chunk(pcm16_to_float(msg["pcm"]))
-                delta = base64.b64encode((np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()).decode()
+                delta = base64.b64encode(
+                    (np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes()
+                ).decode()
                 await self.send("response.output_audio.delta", delta=delta, **self._where())
         elif kind == "output.transcript.delta" and self.response is not None:
             self.said.append(msg["text"])
-            await self.send("response.output_audio_transcript.delta", delta=msg["text"], **self._where())
+            await self.send(
+                "response.output_audio_transcript.delta", delta=msg["text"], **self._where()
+            )
         elif kind == "input.transcript.delta":
             self.input_item = self.input_item or self._id("item")
             self.heard.append(msg["text"])
-            await self.send("conversation.item.input_audio_transcription.delta", item_id=self.input_item,
-                            content_index=0, delta=msg["text"])
+            await self.send(
+                "conversation.item.input_audio_transcription.delta",
+                item_id=self.input_item,
+                content_index=0,
+                delta=msg["text"],
+            )
         elif kind == "turn.timing" and self.settle is not None:
             self.settle -= 1
             if self.settle <= 0:
@@ -226,33 +278,55 @@ class RealtimeSession:
     async def _transcription_done(self) -> None:
         """Close the user item's transcription (only if the model wrote any of it)."""
         if self.heard and self.input_item:
-            await self.send("conversation.item.input_audio_transcription.completed", item_id=self.input_item,
-                            content_index=0, transcript="".join(self.heard).strip())
+            await self.send(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=self.input_item,
+                content_index=0,
+                transcript="".join(self.heard).strip(),
+            )
         self.heard, self.settle = [], None
         if not self.user_speaking:
             self.input_item = None
 
     def _where(self) -> dict:
-        return {"response_id": self.response, "item_id": self.item, "output_index": 0, "content_index": 0}
+        return {
+            "response_id": self.response,
+            "item_id": self.item,
+            "output_index": 0,
+            "content_index": 0,
+        }
 
     def _response(self, status: str, output: list) -> dict:
-        return {"id": self.response, "object": "realtime.response", "status": status,
-                "output": output, "output_modalities": ["audio"]}
+        return {
+            "id": self.response,
+            "object": "realtime.response",
+            "status": status,
+            "output": output,
+            "output_modalities": ["audio"],
+        }
 
     def _item(self, status: str, content: list) -> dict:
-        return {"id": self.item, "object": "realtime.item", "type": "message", "role": "assistant",
-                "status": status, "content": content}
+        return {
+            "id": self.item,
+            "object": "realtime.item",
+            "type": "message",
+            "role": "assistant",
+            "status": status,
+            "content": content,
+        }
 
     async def _begin(self) -> None:
         """The model started speaking: a response with one assistant message item of audio."""
         self.response, self.item, self.said = self._id("resp"), self._id("item"), []
         await self.send("response.created", response=self._response("in_progress", []))
         item = self._item("in_progress", [])
-        await self.send("response.output_item.added", response_id=self.response, output_index=0,
-                        item=item)
+        await self.send(
+            "response.output_item.added", response_id=self.response, output_index=0, item=item
+        )
         await self.send("conversation.item.added", previous_item_id=None, item=item)
-        await self.send("response.content_part.added", part={"type": "audio", "transcript": ""},
-                        **self._where())
+        await self.send(
+            "response.content_part.added", part={"type": "audio", "transcript": ""}, **self._where()
+        )
 
     async def _finish(self) -> None:
         said = "".join(self.said).strip()
@@ -261,8 +335,9 @@ class RealtimeSession:
         await self.send("response.output_audio_transcript.done", transcript=said, **self._where())
         await self.send("response.content_part.done", part=part, **self._where())
         item = self._item("completed", [{"type": "output_audio", "transcript": said}])
-        await self.send("response.output_item.done", response_id=self.response, output_index=0,
-                        item=item)
+        await self.send(
+            "response.output_item.done", response_id=self.response, output_index=0, item=item
+        )
         await self.send("conversation.item.done", previous_item_id=None, item=item)
         await self.send("response.done", response=self._response("completed", [item]))
         self.response = self.item = None
@@ -272,8 +347,11 @@ def _ack_fields(kind: str, event: dict, new_id: str) -> dict:
     """The acknowledgement's fields: the client's item id where it named one."""
     item_id = event.get("item_id") if isinstance(event.get("item_id"), str) else new_id
     if kind == "conversation.item.truncate":
-        return {"item_id": item_id, "content_index": event.get("content_index", 0),
-                "audio_end_ms": event.get("audio_end_ms", 0)}
+        return {
+            "item_id": item_id,
+            "content_index": event.get("content_index", 0),
+            "audio_end_ms": event.get("audio_end_ms", 0),
+        }
     if kind == "input_audio_buffer.commit":
         return {"item_id": item_id, "previous_item_id": None}
     return {"item_id": item_id}
@@ -285,6 +363,10 @@ def _input_text(item) -> str | None:
         return None
     if item.get("role", "user") != "user":
         return None
-    parts = [c.get("text") for c in item.get("content", []) if isinstance(c, dict) and c.get("type") == "input_text"]
+    parts = [
+        c.get("text")
+        for c in item.get("content", [])
+        if isinstance(c, dict) and c.get("type") == "input_text"
+    ]
     text = " ".join(p for p in parts if isinstance(p, str))
     return text or None

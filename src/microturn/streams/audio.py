@@ -71,7 +71,9 @@ class AudioFrontend:
     def log_mel(self, audio: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(audio, dtype=np.float32))
         if x.ndim != 1 or x.numel() % self.layout.hop:
-            raise InputError(f"audio of shape {tuple(x.shape)}: expected mono samples, a multiple of hop {self.layout.hop}")
+            raise InputError(
+                f"audio of shape {tuple(x.shape)}: expected mono samples, a multiple of hop {self.layout.hop}"
+            )
         padded = torch.cat([x.new_zeros(WIN - self.layout.hop), x])
         mel = self.magnitudes(padded) @ self.fb.T
         return torch.log10(mel.clamp_min(LOG_FLOOR))
@@ -87,7 +89,7 @@ class StreamingLogMel:
     def push(self, chunk: np.ndarray) -> torch.Tensor:
         chunk = np.asarray(chunk, dtype=np.float32)
         both = np.concatenate([self.history, chunk])
-        self.history = both[len(both) - len(self.history):]
+        self.history = both[len(both) - len(self.history) :]
         mel = self.frontend.magnitudes(torch.from_numpy(both)) @ self.frontend.fb.T
         return torch.log10(mel.clamp_min(LOG_FLOOR))
 
@@ -165,7 +167,7 @@ class GriffinLim:
         norm = torch.zeros(length)
         idx = (torch.arange(n)[:, None] * self.hop + torch.arange(WIN)[None, :]).flatten()
         out.index_add_(0, idx, frames.flatten())
-        norm.index_add_(0, idx, (self.frontend.window ** 2).repeat(n))
+        norm.index_add_(0, idx, (self.frontend.window**2).repeat(n))
         return out / norm.clamp_min(1e-3)
 
     def magnitudes(self, log_mel: torch.Tensor, iters: int = 30) -> torch.Tensor:
@@ -178,7 +180,9 @@ class GriffinLim:
             mag = mag * (mel @ fb) / ((mag @ fb.T) @ fb).clamp_min(1e-10)
         return mag
 
-    def run(self, mag: torch.Tensor, phase: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(
+        self, mag: torch.Tensor, phase: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Griffin-Lim over [n, bins] magnitudes; returns (signal over the frames' span, phase)."""
         gen = torch.Generator().manual_seed(0)
         angle = phase if phase is not None else torch.rand(mag.shape, generator=gen) * 2 * math.pi
@@ -198,7 +202,7 @@ class GriffinLim:
         if n == 0:
             return np.zeros(0, dtype=np.float32)
         sig, _ = self.run(self.magnitudes(log_mel))
-        return sig[WIN - self.hop:].numpy().astype(np.float32)[: n * self.hop]
+        return sig[WIN - self.hop :].numpy().astype(np.float32)[: n * self.hop]
 
 
 class StreamingVocoder:
@@ -222,7 +226,7 @@ class StreamingVocoder:
 
     def push(self, log_mel: torch.Tensor) -> np.ndarray:
         new = log_mel.shape[0]
-        ctx = self.mel[-self.CONTEXT:]
+        ctx = self.mel[-self.CONTEXT :]
         frames = torch.cat([ctx, log_mel])
         if bool((frames <= SILENT_LOG_MEL).all()):
             # Silence all through the context: Griffin-Lim would return ~1e-6, below one PCM16
@@ -234,7 +238,12 @@ class StreamingVocoder:
         phase = None
         if self.phase is not None:
             gen = torch.Generator().manual_seed(len(self.mel))
-            phase = torch.cat([self.phase[-len(ctx):], torch.rand(new, mag.shape[1], generator=gen) * 2 * math.pi])
+            phase = torch.cat(
+                [
+                    self.phase[-len(ctx) :],
+                    torch.rand(new, mag.shape[1], generator=gen) * 2 * math.pi,
+                ]
+            )
         sig, ph = self.gl.run(mag, phase)
         self.mel, self.phase = frames, ph
         # The span starts WIN - hop samples before frame 0 ends: span block b holds the
@@ -246,7 +255,7 @@ class StreamingVocoder:
         have = sig.numpy()
         for i, b in enumerate(range(last - new + 1, last + 1)):
             if b >= 0:
-                out[i * hop:(i + 1) * hop] = have[b * hop:(b + 1) * hop]
+                out[i * hop : (i + 1) * hop] = have[b * hop : (b + 1) * hop]
         return out
 
 

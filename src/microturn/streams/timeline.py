@@ -17,7 +17,17 @@ import torch
 from ..config import TurnLayout
 from .audio import AudioFrontend, DMelCodec, MelNorm
 from .text import ByteTokenizer
-from .turns import SILENT, SPEAK, Event, TextQueue, TurnBatch, TurnInput, TurnOutput, TurnPacker, TurnUnpacker
+from .turns import (
+    SILENT,
+    SPEAK,
+    Event,
+    TextQueue,
+    TurnBatch,
+    TurnInput,
+    TurnOutput,
+    TurnPacker,
+    TurnUnpacker,
+)
 
 TOKENIZER = ByteTokenizer()
 INPUT_TEXT_KINDS = {"user_text": "user_text", "result": "background"}
@@ -68,8 +78,11 @@ def transcript_targets(words: list[Event], layout: TurnLayout, n: int) -> torch.
     slot_s = layout.turn_seconds / layout.audio_slots
     out = torch.full((n * layout.audio_slots,), TOKENIZER.PAD, dtype=torch.long)
     queue: list[int] = []
-    ready = sorted((math.floor(round(w.end / slot_s, 6)) + 1, heard_form(w.text))
-                   for w in words if w.end is not None)
+    ready = sorted(
+        (math.floor(round(w.end / slot_s, 6)) + 1, heard_form(w.text))
+        for w in words
+        if w.end is not None
+    )
     i = 0
     for s in range(len(out)):
         while i < len(ready) and ready[i][0] <= s:
@@ -81,7 +94,9 @@ def transcript_targets(words: list[Event], layout: TurnLayout, n: int) -> torch.
     return out.view(n, layout.audio_slots)
 
 
-def timeline_to_turns(tl: Timeline, layout: TurnLayout, codec: DMelCodec, norm: MelNorm) -> TurnBatch:
+def timeline_to_turns(
+    tl: Timeline, layout: TurnLayout, codec: DMelCodec, norm: MelNorm
+) -> TurnBatch:
     n = tl.n_turns(layout)
     packer = TurnPacker(layout, codec)
     by_turn: dict[int, list[Event]] = {}
@@ -96,7 +111,7 @@ def timeline_to_turns(tl: Timeline, layout: TurnLayout, codec: DMelCodec, norm: 
     speaking = np.zeros(n + 1, dtype=bool)  # by playback turn
     for e in tl.of("model_speech"):
         lo, hi = _turn(e.t, layout), math.ceil(round(e.end / layout.turn_seconds, 6))
-        speaking[max(lo, 0): max(hi, 0)] = True
+        speaking[max(lo, 0) : max(hi, 0)] = True
     target_mel = None
     if tl.model_audio is not None:
         wav = np.zeros((n + 1) * layout.turn_samples, dtype=np.float32)
@@ -110,16 +125,25 @@ def timeline_to_turns(tl: Timeline, layout: TurnLayout, codec: DMelCodec, norm: 
         for e in events:
             if e.kind in INPUT_TEXT_KINDS:
                 getattr(packer, INPUT_TEXT_KINDS[e.kind]).put(e.text)
-        chunk = audio[k * layout.turn_samples:(k + 1) * layout.turn_samples] if audio is not None else None
+        chunk = (
+            audio[k * layout.turn_samples : (k + 1) * layout.turn_samples]
+            if audio is not None
+            else None
+        )
         inputs.append(packer.pack(chunk, frames.get(k)))
         out_text.put_tokens(output_tokens(events))
         speak = bool(speaking[k + 1])
         mel = None
         if speak:
             f = layout.frames_per_turn
-            mel = (target_mel[(k + 1) * f:(k + 2) * f] if target_mel is not None
-                   else torch.zeros(f, layout.mel_channels)).reshape(layout.audio_slots, layout.audio_token_dim)
-        outputs.append(TurnOutput(control=SPEAK if speak else SILENT, text=out_text.take(), audio=mel))
+            mel = (
+                target_mel[(k + 1) * f : (k + 2) * f]
+                if target_mel is not None
+                else torch.zeros(f, layout.mel_channels)
+            ).reshape(layout.audio_slots, layout.audio_token_dim)
+        outputs.append(
+            TurnOutput(control=SPEAK if speak else SILENT, text=out_text.take(), audio=mel)
+        )
     batch = TurnBatch.stack(inputs, outputs, layout)
     batch.heard = transcript_targets(tl.of("user_word"), layout, n)[None]
     return batch
@@ -134,7 +158,9 @@ def input_text_events(batch: TurnBatch, layout: TurnLayout, b: int = 0) -> list[
         for k, row in enumerate(getattr(batch, stream)[b].tolist()):
             for tok in row:
                 if tok == TOKENIZER.SEP and start is not None:
-                    events.append(Event(round(start * layout.turn_seconds, 6), kind, TOKENIZER.decode(ids)))
+                    events.append(
+                        Event(round(start * layout.turn_seconds, 6), kind, TOKENIZER.decode(ids))
+                    )
                     ids, start = [], None
                 elif tok < 256:
                     start = k if start is None else start
@@ -142,8 +168,13 @@ def input_text_events(batch: TurnBatch, layout: TurnLayout, b: int = 0) -> list[
     return events
 
 
-def turns_to_timeline(batch: TurnBatch, layout: TurnLayout, norm: MelNorm | None = None, b: int = 0,
-                      vocoder: bool = False) -> Timeline:
+def turns_to_timeline(
+    batch: TurnBatch,
+    layout: TurnLayout,
+    norm: MelNorm | None = None,
+    b: int = 0,
+    vocoder: bool = False,
+) -> Timeline:
     """Events (and, with `vocoder`, the model's waveform) of sequence b of a `TurnBatch`."""
     unpacker = TurnUnpacker(layout, norm, vocoder=vocoder)
     n = batch.shape[1]
@@ -152,4 +183,6 @@ def turns_to_timeline(batch: TurnBatch, layout: TurnLayout, norm: MelNorm | None
         events += unpacker.unpack(k, batch.turn(b, k)[1])[0]
     events += unpacker.flush(n - 1)
     events.sort(key=lambda e: (e.t, e.kind))
-    return Timeline(duration=n * layout.turn_seconds, events=events, model_audio=unpacker.waveform(n))
+    return Timeline(
+        duration=n * layout.turn_seconds, events=events, model_audio=unpacker.waveform(n)
+    )

@@ -81,7 +81,9 @@ class TurnBatch:
         zeros_v = torch.zeros(v, 3, 40, 40)
         return TurnBatch(
             turn_index=torch.arange(first_turn, first_turn + len(inputs))[None],
-            audio_in=torch.stack([i.audio if i.audio is not None else zeros_a for i in inputs])[None],
+            audio_in=torch.stack([i.audio if i.audio is not None else zeros_a for i in inputs])[
+                None
+            ],
             audio_in_mask=torch.tensor([i.audio is not None for i in inputs])[None],
             video=torch.stack([i.video if i.video is not None else zeros_v for i in inputs])[None],
             video_mask=torch.tensor([i.video is not None for i in inputs])[None],
@@ -89,7 +91,9 @@ class TurnBatch:
             background=torch.tensor([i.background for i in inputs])[None],
             control=torch.tensor([o.control for o in outputs])[None],
             text_out=torch.tensor([o.text for o in outputs])[None],
-            audio_out=torch.stack([o.audio if o.audio is not None else torch.zeros(a, d) for o in outputs])[None],
+            audio_out=torch.stack(
+                [o.audio if o.audio is not None else torch.zeros(a, d) for o in outputs]
+            )[None],
         )
 
     def turn(self, b: int, k: int) -> tuple[TurnInput, TurnOutput]:
@@ -97,9 +101,14 @@ class TurnBatch:
         inp = TurnInput(
             audio=self.audio_in[b, k] if self.audio_in_mask[b, k] else None,
             video=self.video[b, k] if self.video_mask[b, k] else None,
-            user_text=self.user_text[b, k].tolist(), background=self.background[b, k].tolist())
-        out = TurnOutput(control=int(self.control[b, k]), text=self.text_out[b, k].tolist(),
-                         audio=self.audio_out[b, k] if self.control[b, k] == SPEAK else None)
+            user_text=self.user_text[b, k].tolist(),
+            background=self.background[b, k].tolist(),
+        )
+        out = TurnOutput(
+            control=int(self.control[b, k]),
+            text=self.text_out[b, k].tolist(),
+            audio=self.audio_out[b, k] if self.control[b, k] == SPEAK else None,
+        )
         return inp, out
 
 
@@ -146,11 +155,16 @@ class TurnPacker:
             if audio.ndim != 1 or len(audio) != self.layout.turn_samples:
                 raise InputError(
                     f"audio chunk of shape {audio.shape}: expected {self.layout.turn_samples} mono samples "
-                    f"({self.layout.turn_ms} ms at {self.layout.sample_rate} Hz)")
+                    f"({self.layout.turn_ms} ms at {self.layout.sample_rate} Hz)"
+                )
             dmel = audio_tokens(self.codec.quantize(self.log_mel.push(audio)), self.layout)
         video = frame_to_patches(frame, self.layout) if frame is not None else None
-        return TurnInput(audio=dmel, video=video, user_text=self.user_text.take(),
-                         background=self.background.take())
+        return TurnInput(
+            audio=dmel,
+            video=video,
+            user_text=self.user_text.take(),
+            background=self.background.take(),
+        )
 
 
 @dataclass
@@ -175,8 +189,9 @@ class TurnUnpacker:
     OUT_k is played during turn k+1, so its events are stamped (k + 1) * turn_seconds.
     """
 
-    def __init__(self, layout: TurnLayout, norm: MelNorm | None = None,
-                 vocoder: bool | str = True) -> None:
+    def __init__(
+        self, layout: TurnLayout, norm: MelNorm | None = None, vocoder: bool | str = True
+    ) -> None:
         """`vocoder`: True for the configured voice (MICROTURN_VOCODER, default the trained
         vocoder), a kind by name ("vocoder", "griffin-lim", "auto"), or False for no audio."""
         self.layout, self.norm = layout, norm
@@ -202,8 +217,9 @@ class TurnUnpacker:
             return self.norm.denormalize(drawn)
         return torch.full((frames, self.layout.mel_channels), float(np.log10(LOG_FLOOR)))
 
-    def unpack(self, k: int, out: TurnOutput, wav: np.ndarray | None = None
-               ) -> tuple[list[Event], np.ndarray | None]:
+    def unpack(
+        self, k: int, out: TurnOutput, wav: np.ndarray | None = None
+    ) -> tuple[list[Event], np.ndarray | None]:
         """Events of OUT_k and its samples; `wav` is them when `vocode_outputs` already ran
         this session in a batch with others."""
         events: list[Event] = []
@@ -236,7 +252,9 @@ class TurnUnpacker:
                 self.request = _Pending(start=k)
                 return []
             if tok == TOKENIZER.DELEGATE_END:
-                ev = Event(self._t(self.request.start), "delegation", TOKENIZER.decode(self.request.ids))
+                ev = Event(
+                    self._t(self.request.start), "delegation", TOKENIZER.decode(self.request.ids)
+                )
                 self.request = None
                 return [ev]
             if tok < 256:
@@ -263,7 +281,9 @@ class TurnUnpacker:
             return []
         if tok != ord(" ") or not self.heard.ids:
             return []
-        ev = Event(self._t(self.heard.start), "heard_word", TOKENIZER.decode(self.heard.ids), self._t(k))
+        ev = Event(
+            self._t(self.heard.start), "heard_word", TOKENIZER.decode(self.heard.ids), self._t(k)
+        )
         self.heard = _Pending()
         return [ev]
 
@@ -283,15 +303,17 @@ class TurnUnpacker:
         return events
 
 
-def vocode_outputs(unpackers: list[TurnUnpacker], outs: list[TurnOutput]
-                   ) -> list[np.ndarray | None]:
+def vocode_outputs(
+    unpackers: list[TurnUnpacker], outs: list[TurnOutput]
+) -> list[np.ndarray | None]:
     """Every session's samples for this turn in one batched vocoder call (None where a
     session has no audio); hand each to its `unpack(k, out, wav)`."""
     from ..vocoder.streaming import vocode_turn
 
     idx = [i for i, u in enumerate(unpackers) if u.vocoder is not None]
-    wavs = vocode_turn([unpackers[i].vocoder for i in idx],
-                       [unpackers[i].log_mel(outs[i]) for i in idx])
+    wavs = vocode_turn(
+        [unpackers[i].vocoder for i in idx], [unpackers[i].log_mel(outs[i]) for i in idx]
+    )
     out: list[np.ndarray | None] = [None] * len(unpackers)
     for i, w in zip(idx, wavs):
         out[i] = w

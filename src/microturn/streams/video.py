@@ -21,7 +21,8 @@ def frame_to_patches(frame: np.ndarray, layout: TurnLayout) -> torch.Tensor:
         raise InputError(f"video frame {w}x{h}: width and height must be multiples of {PATCH}")
     if (h, w) != (layout.video_height, layout.video_width):
         raise InputError(
-            f"video frame {w}x{h}: this model's layout takes {layout.video_width}x{layout.video_height}")
+            f"video frame {w}x{h}: this model's layout takes {layout.video_width}x{layout.video_height}"
+        )
     x = torch.from_numpy(frame.astype(np.float32) / (255.0 if frame.dtype == np.uint8 else 1.0))
     x = (x - MEAN) / STD
     x = x.permute(2, 0, 1)  # [3, H, W]
@@ -32,6 +33,10 @@ def frame_to_patches(frame: np.ndarray, layout: TurnLayout) -> torch.Tensor:
 def patches_to_frame(patches: torch.Tensor, layout: TurnLayout) -> np.ndarray:
     """Inverse of `frame_to_patches` (for plots and round-trip tests), uint8 [H, W, 3]."""
     gh, gw = layout.video_height // PATCH, layout.video_width // PATCH
-    x = patches.reshape(gh, gw, 3, PATCH, PATCH).permute(2, 0, 3, 1, 4).reshape(3, gh * PATCH, gw * PATCH)
+    x = (
+        patches.reshape(gh, gw, 3, PATCH, PATCH)
+        .permute(2, 0, 3, 1, 4)
+        .reshape(3, gh * PATCH, gw * PATCH)
+    )
     x = (x * STD + MEAN).clamp(0, 1).permute(1, 2, 0)
     return (x.numpy() * 255.0).round().astype(np.uint8)

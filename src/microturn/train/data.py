@@ -48,11 +48,18 @@ def timeline_tensors(tl: Timeline, layout: TurnLayout, codec: DMelCodec) -> dict
         k = int(np.floor(round(t / layout.turn_seconds, 6)))
         if 0 <= k < n:
             frames[k] = f
-    return {"audio_in": b.audio_in[0].to(torch.uint8), "audio_in_mask": b.audio_in_mask[0],
-            "frames": torch.from_numpy(frames), "video_mask": b.video_mask[0],
-            "user_text": b.user_text[0].to(torch.int16), "background": b.background[0].to(torch.int16),
-            "control": b.control[0].to(torch.uint8), "text_out": b.text_out[0].to(torch.int16),
-            "audio_out": b.audio_out[0].to(torch.float16), "heard": b.heard[0].to(torch.int16)}
+    return {
+        "audio_in": b.audio_in[0].to(torch.uint8),
+        "audio_in_mask": b.audio_in_mask[0],
+        "frames": torch.from_numpy(frames),
+        "video_mask": b.video_mask[0],
+        "user_text": b.user_text[0].to(torch.int16),
+        "background": b.background[0].to(torch.int16),
+        "control": b.control[0].to(torch.uint8),
+        "text_out": b.text_out[0].to(torch.int16),
+        "audio_out": b.audio_out[0].to(torch.float16),
+        "heard": b.heard[0].to(torch.int16),
+    }
 
 
 def collate(items: list[dict[str, torch.Tensor]], layout: TurnLayout, norm: MelNorm) -> TurnBatch:
@@ -71,15 +78,22 @@ def collate(items: list[dict[str, torch.Tensor]], layout: TurnLayout, norm: MelN
     speak = stack("control", torch.long) == 1
     mel = stack("audio_out", torch.float32)
     shape = mel.shape
-    mel = norm.normalize(mel.reshape(*shape[:3], layout.frames_per_token, layout.mel_channels)).reshape(shape)
+    mel = norm.normalize(
+        mel.reshape(*shape[:3], layout.frames_per_token, layout.mel_channels)
+    ).reshape(shape)
     return TurnBatch(
         turn_index=torch.arange(n).expand(len(items), n).clone(),
-        audio_in=stack("audio_in", torch.long), audio_in_mask=stack("audio_in_mask", torch.bool),
-        video=torch.stack([video(it) for it in items]), video_mask=stack("video_mask", torch.bool),
-        user_text=stack("user_text", torch.long), background=stack("background", torch.long),
-        control=stack("control", torch.long), text_out=stack("text_out", torch.long),
+        audio_in=stack("audio_in", torch.long),
+        audio_in_mask=stack("audio_in_mask", torch.bool),
+        video=torch.stack([video(it) for it in items]),
+        video_mask=stack("video_mask", torch.bool),
+        user_text=stack("user_text", torch.long),
+        background=stack("background", torch.long),
+        control=stack("control", torch.long),
+        text_out=stack("text_out", torch.long),
         audio_out=mel * speak[..., None, None],
-        heard=stack("heard", torch.long) if all("heard" in it for it in items) else None)
+        heard=stack("heard", torch.long) if all("heard" in it for it in items) else None,
+    )
 
 
 @dataclass
@@ -93,14 +107,22 @@ class WorldData:
     def __post_init__(self) -> None:
         bad = [f for f in self.cfg.families if f not in FAMILY_GENERATORS]
         if bad:
-            raise ConfigError(f"train.families: unknown {bad}; expected some of {', '.join(FAMILY_GENERATORS)}")
+            raise ConfigError(
+                f"train.families: unknown {bad}; expected some of {', '.join(FAMILY_GENERATORS)}"
+            )
         self.families = list(self.cfg.families or FAMILY_GENERATORS)
         bad = [f for f in self.cfg.family_weights if f not in self.families]
         if bad:
             raise ConfigError(f"train.family_weights: {bad} are not among the trained families")
         self.cycle = _cycle(self.families, self.cfg.family_weights if self.split == "train" else {})
-        key = json.dumps([CACHE_VERSION, self.layout.__dict__, self.cfg.episode_seconds, self.split], sort_keys=True)
-        self.dir = Path(self.cfg.cache_dir) / f"world-{self.split}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+        key = json.dumps(
+            [CACHE_VERSION, self.layout.__dict__, self.cfg.episode_seconds, self.split],
+            sort_keys=True,
+        )
+        self.dir = (
+            Path(self.cfg.cache_dir)
+            / f"world-{self.split}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+        )
         self.codec = DMelCodec(self.layout.dmel_levels)
         self._tts: EspeakTTS | None = None
 
@@ -129,8 +151,12 @@ class WorldData:
         episode is independent and synthesis is one core's work; 0 means one per core)."""
         missing = [i for i in indices if not self.path(i).exists()]
         workers = min(self.cfg.render_workers or os.cpu_count() or 1, len(missing))
-        bar = tqdm(total=len(missing), desc=f"rendering {self.split} episodes", unit="ep",
-                   disable=not progress)
+        bar = tqdm(
+            total=len(missing),
+            desc=f"rendering {self.split} episodes",
+            unit="ep",
+            disable=not progress,
+        )
         if workers <= 1:
             for i in missing:
                 self.render(i)
@@ -179,11 +205,19 @@ def load_recording(wav: str | Path, alignment: str | Path, layout: TurnLayout) -
         raise InputError(f"{wav}: expected a stereo WAV (user left, model right)")
     try:
         spec = json.loads(Path(alignment).read_text())
-        user = [Event(float(w["start"]), "user_word", str(w["word"]), float(w["end"])) for w in spec.get("user", [])]
-        model = [Event(float(w["start"]), "model_word", str(w["word"]), float(w["end"])) for w in spec.get("model", [])]
+        user = [
+            Event(float(w["start"]), "user_word", str(w["word"]), float(w["end"]))
+            for w in spec.get("user", [])
+        ]
+        model = [
+            Event(float(w["start"]), "model_word", str(w["word"]), float(w["end"]))
+            for w in spec.get("model", [])
+        ]
         typed = [Event(float(x["t"]), "user_text", str(x["text"])) for x in spec.get("typed", [])]
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise InputError(f"{alignment}: not a word alignment ({e}); see microturn.train.data.load_recording") from e
+        raise InputError(
+            f"{alignment}: not a word alignment ({e}); see microturn.train.data.load_recording"
+        ) from e
     speech: list[Event] = []
     for w in sorted(model, key=lambda w: w.t):
         if speech and w.t - speech[-1].end <= SPEECH_GAP_S:
@@ -191,18 +225,35 @@ def load_recording(wav: str | Path, alignment: str | Path, layout: TurnLayout) -
         else:
             speech.append(Event(w.t, "model_speech", "", w.end))
     duration = audio.shape[1] / layout.sample_rate
-    return Timeline(duration, sorted(user + model + typed + speech, key=lambda e: (e.t, e.kind)),
-                    user_audio=audio[0], model_audio=audio[1])
+    return Timeline(
+        duration,
+        sorted(user + model + typed + speech, key=lambda e: (e.t, e.kind)),
+        user_audio=audio[0],
+        model_audio=audio[1],
+    )
 
 
 def crop(tl: Timeline, start: float, seconds: float, rate: int) -> Timeline:
     """The window [start, start + seconds) of a timeline, re-clocked to start at 0."""
     a, b = int(start * rate), int((start + seconds) * rate)
-    events = [Event(round(e.t - start, 6), e.kind, e.text, None if e.end is None else round(min(e.end, start + seconds) - start, 6))
-              for e in tl.events if start <= e.t < start + seconds]
+    events = [
+        Event(
+            round(e.t - start, 6),
+            e.kind,
+            e.text,
+            None if e.end is None else round(min(e.end, start + seconds) - start, 6),
+        )
+        for e in tl.events
+        if start <= e.t < start + seconds
+    ]
     cut = lambda x: None if x is None else np.pad(x[a:b], (0, max(0, b - a - len(x[a:b]))))
-    return Timeline(seconds, events, cut(tl.user_audio), cut(tl.model_audio),
-                    [(t - start, f) for t, f in tl.frames if start <= t < start + seconds])
+    return Timeline(
+        seconds,
+        events,
+        cut(tl.user_audio),
+        cut(tl.model_audio),
+        [(t - start, f) for t, f in tl.frames if start <= t < start + seconds],
+    )
 
 
 @dataclass
@@ -214,15 +265,27 @@ class RecordingData:
 
     def __post_init__(self) -> None:
         root = Path(self.cfg.data)
-        pairs = sorted((w, w.with_suffix(".json")) for w in root.glob("*.wav") if w.with_suffix(".json").exists())
+        pairs = sorted(
+            (w, w.with_suffix(".json"))
+            for w in root.glob("*.wav")
+            if w.with_suffix(".json").exists()
+        )
         if not pairs:
-            raise ConfigError(f"train.data = {self.cfg.data!r}: no WAV files with an alignment JSON beside them")
-        codec, sec, rate = DMelCodec(self.layout.dmel_levels), self.cfg.episode_seconds, self.layout.sample_rate
+            raise ConfigError(
+                f"train.data = {self.cfg.data!r}: no WAV files with an alignment JSON beside them"
+            )
+        codec, sec, rate = (
+            DMelCodec(self.layout.dmel_levels),
+            self.cfg.episode_seconds,
+            self.layout.sample_rate,
+        )
         self.items: list[dict[str, torch.Tensor]] = []
         for wav, js in pairs:
             tl = load_recording(wav, js, self.layout)
             for start in np.arange(0.0, max(tl.duration - sec / 2, 0.0) + 1e-9, sec):
-                self.items.append(timeline_tensors(crop(tl, float(start), sec, rate), self.layout, codec))
+                self.items.append(
+                    timeline_tensors(crop(tl, float(start), sec, rate), self.layout, codec)
+                )
 
     def get(self, i: int) -> dict[str, torch.Tensor]:
         return self.items[i % len(self.items)]

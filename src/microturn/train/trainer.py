@@ -64,7 +64,9 @@ def lr_at(step: int, cfg) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+    return cfg.lr * (
+        cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+    )
 
 
 class Trainer:
@@ -73,14 +75,25 @@ class Trainer:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         if self.tc.batch_size % self.world:
-            raise CheckpointError(f"train.batch_size={self.tc.batch_size} must divide by WORLD_SIZE={self.world}")
-        self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() \
+            raise CheckpointError(
+                f"train.batch_size={self.tc.batch_size} must divide by WORLD_SIZE={self.world}"
+            )
+        self.device = (
+            torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            if torch.cuda.is_available()
             else torch.device("cpu")
+        )
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.progress = progress and self.rank == 0
-        self.data = RecordingData(cfg.model.layout, self.tc) if self.tc.data else WorldData(cfg.model.layout, self.tc)
-        self.eval_data = WorldData(cfg.model.layout, self.tc, "eval") if self.tc.eval_episodes else None
+        self.data = (
+            RecordingData(cfg.model.layout, self.tc)
+            if self.tc.data
+            else WorldData(cfg.model.layout, self.tc)
+        )
+        self.eval_data = (
+            WorldData(cfg.model.layout, self.tc, "eval") if self.tc.eval_episodes else None
+        )
         torch.manual_seed(self.tc.seed)  # the same initial weights on every rank
         train_cfg = dataclasses.replace(cfg.model, batch_invariant=not self.tc.fast_gemm)
         self.model = InteractionModel(train_cfg).to(self.device)
@@ -94,8 +107,14 @@ class Trainer:
         self._shard()
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         rest = [p for p in self.model.parameters() if p.dim() < 2]
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.tc.weight_decay},
-                                      {"params": rest, "weight_decay": 0.0}], lr=self.tc.lr, betas=(0.9, 0.95))
+        self.opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.tc.weight_decay},
+                {"params": rest, "weight_decay": 0.0},
+            ],
+            lr=self.tc.lr,
+            betas=(0.9, 0.95),
+        )
         if state is not None:
             self._load_state(*state)
         # the training step's forward, compiled on request: a fixed batch shape compiles once
@@ -113,31 +132,45 @@ class Trainer:
             self.data.ensure(range(n), self.progress)
         self._barrier()
         items = [self.data.get(i) for i in range(n)]
-        mel = torch.cat([it["audio_out"][it["control"] == 1].float().reshape(-1, self.cfg.model.layout.mel_channels)
-                         for it in items])
+        mel = torch.cat(
+            [
+                it["audio_out"][it["control"] == 1]
+                .float()
+                .reshape(-1, self.cfg.model.layout.mel_channels)
+                for it in items
+            ]
+        )
         if len(mel) > 1:
             self.model.mel_norm.fit(mel)
 
     def _init_from(self, path: str) -> None:
         """Start from trained weights (fine-tuning, or a second stage): the optimiser starts fresh."""
         from ..model.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint
+
         path = str(DEFAULT_CHECKPOINT) if path == "default" else path
         saved, tensors, _ = read_checkpoint(path)
         # the transcript head may be new: a checkpoint without one still gives the rest
         same = lambda c: dataclasses.replace(c, batch_invariant=False, transcript_head=False)
         if same(saved) != same(self.cfg.model):
-            raise CheckpointError(f"train.init_from: '{path}' has another model config ("
-                                  + "; ".join(config_diff(saved, self.cfg.model)) + ")")
+            raise CheckpointError(
+                f"train.init_from: '{path}' has another model config ("
+                + "; ".join(config_diff(saved, self.cfg.model))
+                + ")"
+            )
         missing, unexpected = self.model.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, strict=False)
+            {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, strict=False
+        )
         if unexpected or any(not k.startswith("transcript_head.") for k in missing):
-            raise CheckpointError(f"train.init_from: '{path}' does not fit the model: missing {missing[:5]}, "
-                                  f"unexpected {unexpected[:5]}")
+            raise CheckpointError(
+                f"train.init_from: '{path}' does not fit the model: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
 
     def _shard(self) -> None:
         if self.world == 1:
             return
         from torch.distributed.fsdp import fully_shard
+
         for block in self.model.trunk.blocks:
             fully_shard(block)
         fully_shard(self.model)
@@ -149,7 +182,10 @@ class Trainer:
     # ---- checkpoints ----------------------------------------------------------------------
     def _state_dicts(self) -> tuple[dict, dict]:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-        return get_state_dict(self.model, self.opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+        return get_state_dict(
+            self.model, self.opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
 
     def save(self) -> None:
         model_sd, optim_sd = self._state_dicts()
@@ -158,8 +194,12 @@ class Trainer:
             for name, st in optim_sd["state"].items():
                 for key, v in st.items():
                     tensors[f"optim/{name}/{key}"] = v if torch.is_tensor(v) else torch.tensor(v)
-            meta = {"format": TRAIN_FORMAT, "step": str(self.step), "config": self.cfg.model.to_json(),
-                    "param_groups": json.dumps(optim_sd["param_groups"])}
+            meta = {
+                "format": TRAIN_FORMAT,
+                "step": str(self.step),
+                "config": self.cfg.model.to_json(),
+                "param_groups": json.dumps(optim_sd["param_groups"]),
+            }
             atomic_save(tensors, self.ckpt, meta)
             model = InteractionModel(self.cfg.model)
             model.load_state_dict(model_sd)
@@ -172,28 +212,39 @@ class Trainer:
                 meta = f.metadata() or {}
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:
-            raise CheckpointError(f"training checkpoint '{self.ckpt}' is unreadable ({e}); "
-                                  "move it away to start afresh") from e
+            raise CheckpointError(
+                f"training checkpoint '{self.ckpt}' is unreadable ({e}); "
+                "move it away to start afresh"
+            ) from e
         if meta.get("format") != TRAIN_FORMAT:
             raise CheckpointError(f"'{self.ckpt}': not a microturn training checkpoint")
         from ..config import ModelConfig
+
         saved = ModelConfig.from_json(meta["config"])
         if saved != self.cfg.model:
-            raise CheckpointError(f"'{self.ckpt}' was trained with another model config ("
-                                  + "; ".join(config_diff(saved, self.cfg.model)) + "); use another --out")
+            raise CheckpointError(
+                f"'{self.ckpt}' was trained with another model config ("
+                + "; ".join(config_diff(saved, self.cfg.model))
+                + "); use another --out"
+            )
         return meta, tensors, json.loads(meta["param_groups"])
 
     def _load_state(self, meta: dict, tensors: dict, groups: list) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
         model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model/")}
         state: dict[str, dict] = {}
         for k, v in tensors.items():
             if k.startswith("optim/"):
                 name, key = k[6:].rsplit("/", 1)
                 state.setdefault(name, {})[key] = v
-        set_state_dict(self.model, self.opt, model_state_dict=model_sd,
-                       optim_state_dict={"state": state, "param_groups": groups},
-                       options=StateDictOptions(full_state_dict=True, strict=False))  # unused params have no state
+        set_state_dict(
+            self.model,
+            self.opt,
+            model_state_dict=model_sd,
+            optim_state_dict={"state": state, "param_groups": groups},
+            options=StateDictOptions(full_state_dict=True, strict=False),
+        )  # unused params have no state
         self.step = int(meta["step"])
 
     # ---- one step -------------------------------------------------------------------------
@@ -208,7 +259,9 @@ class Trainer:
         epoch, i = divmod(position, n)
         return int(np.random.default_rng([self.tc.seed, epoch]).permutation(n)[i])
 
-    def noise(self, batch: TurnBatch, positions: list[int], salt: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def noise(
+        self, batch: TurnBatch, positions: list[int], salt: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Flow noise for each sequence from its own seed, so sharding does not change it."""
         b, n = batch.shape
         lay, draws = self.cfg.model.layout, self.cfg.model.flow_draws
@@ -220,21 +273,36 @@ class Trainer:
         return torch.stack(ts).to(self.device), torch.stack(eps).to(self.device)
 
     def _batch(self, data, indices: list[int]) -> TurnBatch:
-        b = collate([data.get(i) for i in indices], self.cfg.model.layout, _PlainNorm(self.model.mel_norm))
-        return TurnBatch(**{f.name: None if getattr(b, f.name) is None else getattr(b, f.name).to(self.device)
-                            for f in dataclasses.fields(b)})
+        b = collate(
+            [data.get(i) for i in indices], self.cfg.model.layout, _PlainNorm(self.model.mel_norm)
+        )
+        return TurnBatch(
+            **{
+                f.name: None if getattr(b, f.name) is None else getattr(b, f.name).to(self.device)
+                for f in dataclasses.fields(b)
+            }
+        )
 
-    def _losses(self, batch: TurnBatch, positions: list[int], salt: int = 0,
-                train: bool = True) -> dict[str, torch.Tensor]:
+    def _losses(
+        self, batch: TurnBatch, positions: list[int], salt: int = 0, train: bool = True
+    ) -> dict[str, torch.Tensor]:
         count = batch.audio_out_mask.sum() * self.cfg.model.layout.audio_slots
         if self.world > 1:
             dist.all_reduce(count)
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.tc.dtype == "bf16" else nullcontext()
+        amp = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.tc.dtype == "bf16"
+            else nullcontext()
+        )
         with amp:
             forward = self.forward if train else self.model  # eval batches vary: not compiled
-            return forward(batch, self.noise(batch, positions, salt),
-                           max(float(count), 1.0) / self.world, self.tc.pad_weight,
-                           dict(self.tc.loss_weights))
+            return forward(
+                batch,
+                self.noise(batch, positions, salt),
+                max(float(count), 1.0) / self.world,
+                self.tc.pad_weight,
+                dict(self.tc.loss_weights),
+            )
 
     def _mean(self, values: list[float]) -> list[float]:
         t = torch.tensor(values, dtype=torch.float64)
@@ -256,7 +324,9 @@ class Trainer:
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
         self.opt.step()
-        vals = self._mean([float(losses[k].detach()) if k in losses else 0.0 for k in ("loss",) + STREAMS])
+        vals = self._mean(
+            [float(losses[k].detach()) if k in losses else 0.0 for k in ("loss",) + STREAMS]
+        )
         self.step += 1
         tokens = self.tc.batch_size * batch.shape[1] * self.cfg.model.layout.tokens_per_turn
         return StepLog(self.step, *vals, lr, tokens, time.perf_counter() - t0)
@@ -269,12 +339,16 @@ class Trainer:
             return {}
         self.model.eval()
         n = self.tc.eval_episodes - self.tc.eval_episodes % self.world
-        mine = list(range(n))[self.rank::self.world]
+        mine = list(range(n))[self.rank :: self.world]
         totals = np.zeros(len(STREAMS))
         per_family: dict[str, list[dict[str, float]]] = {}
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.tc.dtype == "bf16" else nullcontext()
+        amp = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.tc.dtype == "bf16"
+            else nullcontext()
+        )
         for i in range(0, len(mine), 4):
-            idx = mine[i:i + 4]
+            idx = mine[i : i + 4]
             batch = self._batch(self.eval_data, idx)
             losses = self._losses(batch, idx, salt=1, train=False)
             totals += np.array([float(losses.get(k, 0.0)) for k in STREAMS]) * len(idx)
@@ -299,26 +373,49 @@ class Trainer:
         if self.rank == 0:
             self._truncate_log(log_path)
             if isinstance(self.data, WorldData):
-                self.data.ensure(sorted({self.episode(p) for p in range(self.step * self.tc.batch_size,
-                                                                        steps * self.tc.batch_size)}), self.progress)
+                self.data.ensure(
+                    sorted(
+                        {
+                            self.episode(p)
+                            for p in range(
+                                self.step * self.tc.batch_size, steps * self.tc.batch_size
+                            )
+                        }
+                    ),
+                    self.progress,
+                )
             if self.eval_data is not None:
                 self.eval_data.ensure(range(self.tc.eval_episodes), self.progress)
         self._barrier()
         logs = []
-        bar = tqdm(total=steps, initial=self.step, desc="training", unit="step", disable=not self.progress)
+        bar = tqdm(
+            total=steps, initial=self.step, desc="training", unit="step", disable=not self.progress
+        )
         while self.step < steps:
             log = self.train_step()
             logs.append(log)
-            extra = self.evaluate() if self.step % self.tc.eval_every == 0 or self.step == steps else {}
+            extra = (
+                self.evaluate() if self.step % self.tc.eval_every == 0 or self.step == steps else {}
+            )
             if self.rank == 0:
                 with open(log_path, "a") as f:
-                    f.write(json.dumps(dataclasses.asdict(log) | {"tokens_per_s": log.tokens_per_s}
-                                       | extra) + "\n")
+                    f.write(
+                        json.dumps(
+                            dataclasses.asdict(log) | {"tokens_per_s": log.tokens_per_s} | extra
+                        )
+                        + "\n"
+                    )
                 if extra:
                     plot_curves(log_path, self.out / "curves.png")
-            bar.set_postfix(ctl=f"{log.control:.3f}", txt=f"{log.text:.3f}", aud=f"{log.audio:.3f}",
-                            hrd=f"{log.transcript:.3f}", lr=f"{log.lr:.1e}", tok_s=f"{log.tokens_per_s:,.0f}",
-                            **{k: f"{v:.3f}" for k, v in extra.items() if k.startswith("eval_")})
+            bar.set_postfix(
+                ctl=f"{log.control:.3f}",
+                txt=f"{log.text:.3f}",
+                aud=f"{log.audio:.3f}",
+                hrd=f"{log.transcript:.3f}",
+                lr=f"{log.lr:.1e}",
+                tok_s=f"{log.tokens_per_s:,.0f}",
+                **{k: f"{v:.3f}" for k, v in extra.items() if k.startswith("eval_")},
+            )
             bar.update(1)
             if self.step % self.tc.checkpoint_every == 0 or self.step == steps:
                 self.save()
@@ -329,7 +426,11 @@ class Trainer:
         """Drop log lines past the checkpoint we resumed from (a killed run wrote them)."""
         if not path.exists():
             return
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+        keep = [
+            ln
+            for ln in path.read_text().splitlines()
+            if ln.strip() and json.loads(ln)["step"] <= self.step
+        ]
         path.write_text("".join(ln + "\n" for ln in keep))
 
 

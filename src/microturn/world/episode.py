@@ -96,11 +96,18 @@ class EpisodeBuilder:
     def _place(self, track: np.ndarray, audio: np.ndarray, t: float, gain: float = 1.0) -> None:
         a = int(round(t * RATE))
         if t < 0 or a + len(audio) > len(track):
-            raise ConfigError(f"{self.id}: audio at {t:.2f} s runs past the episode's {self.duration:g} s")
-        track[a:a + len(audio)] += gain * audio
+            raise ConfigError(
+                f"{self.id}: audio at {t:.2f} s runs past the episode's {self.duration:g} s"
+            )
+        track[a : a + len(audio)] += gain * audio
 
-    def user(self, text: str, t: float | None = None, after: float | None = None,
-             answer: str | None = None) -> Spoken:
+    def user(
+        self,
+        text: str,
+        t: float | None = None,
+        after: float | None = None,
+        answer: str | None = None,
+    ) -> Spoken:
         """The user says `text` at `t`, or `after` seconds after their last utterance ends."""
         if t is None:
             t = (self.turns[-1][1] if self.turns else 0.0) + (after or 0.0)
@@ -108,8 +115,9 @@ class EpisodeBuilder:
         sp = self.voice.speak(text, self.tts.rate, tempo=self.tempo)
         self._place(self.user_audio, sp.audio, t)
         words = sp.shifted(t, "user_word")
-        u = Utterance(text=text, t=t, answer=answer, voice=self.user_voice,
-                      voice_split=self.voice.split)
+        u = Utterance(
+            text=text, t=t, answer=answer, voice=self.user_voice, voice_split=self.voice.split
+        )
         self.utterances.append(u)
         self.turns.append((t, words[-1].end, u))
         self.events += words
@@ -129,7 +137,10 @@ class EpisodeBuilder:
 
     def video(self, kind: str, **args) -> dict:
         clip = RENDERERS[kind](self.duration, **args)
-        self.video_spec = {"kind": kind, **{k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}}
+        self.video_spec = {
+            "kind": kind,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in args.items()},
+        }
         self.frames, self.truth = clip.frames, clip.truth
         return clip.truth
 
@@ -143,7 +154,7 @@ class EpisodeBuilder:
             n = max(0, int((cut - t) * RATE))
             audio = audio[:n].copy()
             fade = min(n, int(FADE_S * RATE))
-            audio[n - fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
+            audio[n - fade :] *= np.linspace(1, 0, fade, dtype=np.float32)
             words = [w for w in words if w.t < cut - 0.05]
         if not words:
             return Spoken(t, t, [])
@@ -162,22 +173,52 @@ class EpisodeBuilder:
 
     # ---- out ----------------------------------------------------------------------------
     def build(self) -> Episode:
-        sc = Scenario(self.id, self.family, self.duration, list(self.utterances), list(self.typed_text),
-                      dict(self.targets), dict(self.video_spec))
+        sc = Scenario(
+            self.id,
+            self.family,
+            self.duration,
+            list(self.utterances),
+            list(self.typed_text),
+            dict(self.targets),
+            dict(self.video_spec),
+        )
         user_words = [e for e in self.events if e.kind == "user_word"]
-        tracks = Tracks(self.user_audio, self.other_audio, self.model_audio,
-                        [(a, b) for a, b, _ in self.turns] + self.other_spans,
-                        [(e.t, e.end) for e in self.events if e.kind == "model_speech"])
+        tracks = Tracks(
+            self.user_audio,
+            self.other_audio,
+            self.model_audio,
+            [(a, b) for a, b, _ in self.turns] + self.other_spans,
+            [(e.t, e.end) for e in self.events if e.kind == "model_speech"],
+        )
         arng = np.random.default_rng(int(self.rng.integers(1 << 63)))  # after every content draw
         cond = self.conditions or acoustics.sample(arng)
         mic = acoustics.render_mic(cond, tracks, arng, _babble(cond))
-        rec = RecordedInput(audio=mic, frames=list(self.frames), typed=list(self.typed_text),
-                            user_words=user_words, duration=self.duration)
+        rec = RecordedInput(
+            audio=mic,
+            frames=list(self.frames),
+            typed=list(self.typed_text),
+            user_words=user_words,
+            duration=self.duration,
+        )
         rendered = Rendered(sc, rec, user_words, list(self.turns), dict(self.truth))
-        tl = Timeline(self.duration, sorted(self.events, key=lambda e: (e.t, e.kind)), mic,
-                      self.model_audio, list(self.frames))
-        return Episode(self.family, self.split, sc, rendered, tl, self.user_voice, self.voice.split,
-                       tracks, cond)
+        tl = Timeline(
+            self.duration,
+            sorted(self.events, key=lambda e: (e.t, e.kind)),
+            mic,
+            self.model_audio,
+            list(self.frames),
+        )
+        return Episode(
+            self.family,
+            self.split,
+            sc,
+            rendered,
+            tl,
+            self.user_voice,
+            self.voice.split,
+            tracks,
+            cond,
+        )
 
 
 def _babble(c: Conditions) -> list[np.ndarray]:

@@ -10,8 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-COLORS = {"red": (220, 50, 47), "green": (60, 180, 75), "blue": (38, 139, 210), "yellow": (240, 200, 40),
-          "white": (240, 240, 240)}
+COLORS = {
+    "red": (220, 50, 47),
+    "green": (60, 180, 75),
+    "blue": (38, 139, 210),
+    "yellow": (240, 200, 40),
+    "white": (240, 240, 240),
+}
 FPS = 5
 
 
@@ -31,15 +36,21 @@ def _disc(img: np.ndarray, cy: float, cx: float, r: float, color: str) -> None:
 
 
 def _square(img: np.ndarray, cy: float, cx: float, r: float, color: str) -> None:
-    img[max(0, int(cy - r)):int(cy + r), max(0, int(cx - r)):int(cx + r)] = COLORS[color]
+    img[max(0, int(cy - r)) : int(cy + r), max(0, int(cx - r)) : int(cx + r)] = COLORS[color]
 
 
 def _times(duration: float) -> np.ndarray:
     return np.arange(int(duration * FPS)) / FPS
 
 
-def bouncing_ball(duration: float, bounces: int, start: float = 1.0, period: float = 1.2,
-                  size: tuple[int, int] = (80, 80), color: str = "red") -> Clip:
+def bouncing_ball(
+    duration: float,
+    bounces: int,
+    start: float = 1.0,
+    period: float = 1.2,
+    size: tuple[int, int] = (80, 80),
+    color: str = "red",
+) -> Clip:
     """A ball dropped at `start` bounces `bounces` times on the floor, `period` s apart, then rests."""
     h, w = size
     r, floor = 6, h - 7
@@ -59,8 +70,12 @@ def bouncing_ball(duration: float, bounces: int, start: float = 1.0, period: flo
     return Clip(frames, {"bounces": bounces, "bounce_times": hits})
 
 
-def moving_then_still(duration: float, move: tuple[float, float], size: tuple[int, int] = (80, 80),
-                      color: str = "blue") -> Clip:
+def moving_then_still(
+    duration: float,
+    move: tuple[float, float],
+    size: tuple[int, int] = (80, 80),
+    color: str = "blue",
+) -> Clip:
     """A ball at rest starts moving at move[0] (left to right and back) and stops at move[1]."""
     h, w = size
     frames = []
@@ -74,8 +89,14 @@ def moving_then_still(duration: float, move: tuple[float, float], size: tuple[in
     return Clip(frames, {"motion": list(move)})
 
 
-def shape_appears(duration: float, at: float, shape: str = "circle", color: str = "green",
-                  size: tuple[int, int] = (80, 80), seed: int = 0) -> Clip:
+def shape_appears(
+    duration: float,
+    at: float,
+    shape: str = "circle",
+    color: str = "green",
+    size: tuple[int, int] = (80, 80),
+    seed: int = 0,
+) -> Clip:
     """Distractor squares drift around; the target shape appears at `at` and stays."""
     h, w = size
     rng = np.random.default_rng(seed)
