@@ -94,15 +94,14 @@ def _time_turns(
     return out * 1e3
 
 
+def _engine(model: InteractionModel, opts: PerfOptions) -> Engine:
+    """An engine for every batch size measured, in the precision and on the device asked for."""
+    return Engine(model, EngineConfig(max_sessions=max(opts.batch_sizes)), dtype=opts.dtype,
+                  device=opts.device, flow_steps=opts.flow_steps)
+
 def _speaking(model: InteractionModel, opts: PerfOptions, progress: bool) -> dict:
     """The speaking path with the flow head and the vocoder on: ms per batched turn."""
-    engine = Engine(
-        model,
-        EngineConfig(max_sessions=max(opts.batch_sizes)),
-        dtype=opts.dtype,
-        device=opts.device,
-        flow_steps=opts.flow_steps,
-    )
+    engine = _engine(model, opts)
     feed = _Feed(engine, opts.seed)
     per_turn = {}
     p99 = None
@@ -225,13 +224,7 @@ def run_perf(
         raise ValueError(f"--turns {opts.turns}: expected at least {10 + 2 * w}")
     ticks0 = _cpu_ticks()
     # 1. one session, a long conversation
-    engine = Engine(
-        model,
-        EngineConfig(max_sessions=max(opts.batch_sizes)),
-        dtype=opts.dtype,
-        device=opts.device,
-        flow_steps=opts.flow_steps,
-    )
+    engine = _engine(model, opts)
     session = engine.open(vocoder=False)
     feed = _Feed(engine, opts.seed)
     one = _time_turns(engine, [session], feed, opts.turns, "one session" if progress else None)

@@ -112,6 +112,13 @@ def load_model(path: str | Path, expect: ModelConfig | None = None) -> Interacti
             + "; ".join(config_diff(cfg, expect))
         )
     model = InteractionModel(cfg)
+    check_tensors(model, tensors, f"checkpoint '{path}'")
+    model.load_state_dict(tensors)
+    return model.eval()
+
+
+def check_tensors(model: torch.nn.Module, tensors: dict, what: str) -> None:
+    """Refuse stored tensors that do not fit `model` exactly, naming what differs."""
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
@@ -122,11 +129,9 @@ def load_model(path: str | Path, expect: ModelConfig | None = None) -> Interacti
     ]
     if missing or unexpected or bad:
         raise CheckpointError(
-            f"checkpoint '{path}' does not match its config: missing {missing[:5]}, "
+            f"{what} does not match its config: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}, wrong shapes {bad[:5]}"
         )
-    model.load_state_dict(tensors)
-    return model.eval()
 
 
 def load_default() -> InteractionModel:

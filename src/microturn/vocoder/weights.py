@@ -13,6 +13,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 from ..errors import CheckpointError
+from ..model.checkpoint import check_tensors
 from .model import Vocoder, VocoderConfig
 
 FORMAT = "microturn-vocoder/1"
@@ -54,18 +55,6 @@ def load_vocoder(path: str | Path | None = None) -> Vocoder:
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"vocoder weights '{path}': stored config unreadable: {e}") from e
     model = Vocoder(cfg)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    bad = [
-        f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in tensors and tensors[k].shape != own[k].shape
-    ]
-    if missing or unexpected or bad:
-        raise CheckpointError(
-            f"vocoder weights '{path}' do not match their config: missing "
-            f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {bad[:5]}"
-        )
+    check_tensors(model, tensors, f"vocoder weights '{path}'")
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     return model.eval()
