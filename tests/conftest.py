@@ -17,21 +17,15 @@ def _seed():
     np.random.seed(0)
 
 
+# 2 layers and a 4-turn window: quick, and tests cross the window early
+SMALL = dict(n_layers=2, window_turns=4, d_model=128, n_heads=4, n_kv_heads=2, ffn_hidden=256,
+             flow_width=128, flow_depth=2, hmlp_width=64)
+
+
 @pytest.fixture
 def small_cfg() -> ModelConfig:
     """A quick model: 2 layers and a 4-turn window, so tests cross the window early."""
-    return ModelConfig(
-        n_layers=2,
-        window_turns=4,
-        sink_turns=1,
-        d_model=128,
-        n_heads=4,
-        n_kv_heads=2,
-        ffn_hidden=256,
-        flow_width=128,
-        flow_depth=2,
-        hmlp_width=64,
-    )
+    return ModelConfig(**SMALL, sink_turns=1)
 
 
 @pytest.fixture
@@ -49,19 +43,7 @@ def tone(seconds: float, rate: int = 16_000, freq: float = 220.0) -> np.ndarray:
 
 def tiny_server_model() -> InteractionModel:
     """A small random model: servers in tests need turns, not good ones."""
-    return InteractionModel(
-        ModelConfig(
-            n_layers=2,
-            window_turns=4,
-            d_model=128,
-            n_heads=4,
-            n_kv_heads=2,
-            ffn_hidden=256,
-            flow_width=128,
-            flow_depth=2,
-            hmlp_width=64,
-        )
-    ).eval()
+    return InteractionModel(ModelConfig(**SMALL)).eval()
 
 
 def writing_model():
