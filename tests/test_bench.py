@@ -74,6 +74,7 @@ def test_bench_side_by_side(small_model, tmp_path):
         assert set(METRICS) <= set(system)  # every promised key, None where no scenario measures it
     base = summary["systems"]["vad_harness"]
     assert base["vad_agreement"] > 0.8  # its logged speech is where a VAD hears speech in its audio
+    assert 0.2 < base["audio_text_agreement"] <= 1  # the recogniser hears some of its espeak words
     assert (
         base["turn_taking_latency_s"] >= 0.5
         and base["timespeak_acc"] == 0.0

@@ -116,7 +116,11 @@ def run_bench(
     seed: int = 0,
     vad: VadSettings = SERVER_VAD,
     progress: bool = True,
+    intelligibility: bool = True,
 ) -> BenchResult:
+    """Both systems on each scenario, scored alike. `intelligibility=False` skips the
+    recogniser's check that the spoken audio says the text (~40% of a scenario's time), for
+    tables that do not report it."""
     tts = EspeakTTS()
     harness = TurnBasedHarness(vad, tts)
     result = BenchResult(suite, [], {s: [] for s in SYSTEMS})
@@ -136,12 +140,11 @@ def run_bench(
             for e in ours.timeline.events
             if e.kind.startswith("task_") or e.kind in ("delegation", "result", "heard_word")
         ]
-        check = {
-            "vad_agreement": vad_agreement(ours.timeline.model_audio, speech),
-            "audio_text_agreement": audio_text_agreement(
+        check = {"vad_agreement": vad_agreement(ours.timeline.model_audio, speech)}
+        if intelligibility:
+            check["audio_text_agreement"] = audio_text_agreement(
                 ours.timeline.model_audio, _said(words), speech
-            ),
-        }
+            )
         if engine.model.transcript_head is not None:  # the harness's transcript is an oracle: none
             check |= M.transcript_cer(
                 [e.text for e in ours.timeline.events if e.kind == "heard_word"],
@@ -149,12 +152,11 @@ def run_bench(
             )
         result.runs["microturn"].append(Run(words, speech, score(r, words, speech) | check, tasks))
         base = harness.run(r.recording.audio, oracle(r))
-        check = {
-            "vad_agreement": vad_agreement(base.audio, base.speech),
-            "audio_text_agreement": audio_text_agreement(
+        check = {"vad_agreement": vad_agreement(base.audio, base.speech)}
+        if intelligibility:
+            check["audio_text_agreement"] = audio_text_agreement(
                 base.audio, _said(base.words), base.speech
-            ),
-        }
+            )
         result.runs["vad_harness"].append(
             Run(base.words, base.speech, score(r, base.words, base.speech) | check)
         )

@@ -83,7 +83,13 @@ def run_conditions(
     for name, c in tqdm(presets.items(), desc="conditions", unit="condition", disable=not progress):
         heard = [ep.heard_under(c, seed) for ep in episodes]
         results[name] = run_bench(
-            engine, heard, suite=f"eval:{name}", seed=seed, vad=vad, progress=False
+            engine,
+            heard,
+            suite=f"eval:{name}",
+            seed=seed,
+            vad=vad,
+            progress=False,
+            intelligibility=False,  # the table does not report it; the plain bench does
         )
     return ConditionsResult(per_family, tuple(families), results)
 
