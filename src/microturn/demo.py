@@ -98,7 +98,8 @@ class LiveTimeline:
         clean = lambda words: "".join(c if c.isprintable() else "?" for c in " ".join(words))
         line = (
             f"{t:5.1f}s  user {''.join(self.user):<5} {clean(self.heard)[:34]:<34} │ "
-            f"model {''.join(self.model):<5} {clean(self.said)[:34]:<34} │ {clean(self.tasks)[:60]}"
+            f"model {''.join(self.model):<5} {clean(self.said)[:34]:<34} │ "
+            f"{clean(self.tasks)[:60]}"
         )
         print(line, file=self.stream, flush=True)
         self.user, self.model, self.said, self.heard, self.tasks = [], [], [], [], []

@@ -42,7 +42,8 @@ def timeline_html(
             )
         for t, text in ln.words:
             rows.append(
-                f'<text x="{x(t):.1f}" y="{y + 36}" class="w"><title>{t:.2f}s</title>{html.escape(text)}</text>'
+                f'<text x="{x(t):.1f}" y="{y + 36}" class="w"><title>{t:.2f}s</title>'
+                f"{html.escape(text)}</text>"
             )
     ticks = "".join(
         f'<line x1="{x(t)}" y1="0" x2="{x(t)}" y2="{height - 20}" class="tick"/>'
@@ -50,10 +51,14 @@ def timeline_html(
         for t in range(int(duration) + 1)
     )
     items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    style = (
+        "body{font:13px sans-serif} .lane{font-weight:bold} .w{font-size:10px} .tick{stroke:#ddd}"
+    )
+    svg = f'<svg width="{x(duration) + 40:.0f}" height="{height}">{ticks}{"".join(rows)}</svg>'
     return f"""<!doctype html><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font:13px sans-serif}} .lane{{font-weight:bold}} .w{{font-size:10px}} .tick{{stroke:#ddd}}</style>
+<style>{style}</style>
 <h3>{html.escape(title)}</h3>
-<div style="overflow-x:auto"><svg width="{x(duration) + 40:.0f}" height="{height}">{ticks}{''.join(rows)}</svg></div>
+<div style="overflow-x:auto">{svg}</div>
 <ul>{items}</ul>"""
 
 
@@ -67,7 +72,8 @@ def write_html(path: str | Path, *args, **kwargs) -> Path:
 def write_png(
     path: str | Path, title: str, duration: float, lanes: list[Lane], rows_s: float = 30.0
 ) -> Path:
-    """The same lanes as a PNG, wrapped every `rows_s` seconds so long conversations stay legible."""
+    """The same lanes as a PNG, wrapped every `rows_s` seconds so long conversations stay
+    legible."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -26,7 +26,8 @@ class BackgroundAgent(Protocol):
 
 
 ARITH = re.compile(
-    r"[-+*/().%^×÷\d\s]*\d[-+*/().%^×÷\d\s]*|\b(?:sqrt|log|sin|cos|tan|factorial|abs)\b\s*\([^)]*\)"
+    r"[-+*/().%^×÷\d\s]*\d[-+*/().%^×÷\d\s]*"
+    r"|\b(?:sqrt|log|sin|cos|tan|factorial|abs)\b\s*\([^)]*\)"
 )
 TIMER = re.compile(r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|hours?|h)\b")
 CONVERT = re.compile(

@@ -237,13 +237,15 @@ def default_tools(clock: Clock, knowledge: Knowledge | None = None) -> dict[str,
             while not waiting.done():
                 await asyncio.wait([waiting], timeout=KEEPALIVE_S)
                 if not waiting.done():
-                    yield ""  # alive, only waiting: keeps the task manager's inactivity timeout away
+                    # alive, only waiting: keeps the task manager's inactivity timeout away
+                    yield ""
         finally:
             waiting.cancel()
         yield f"Time is up: {label}."
 
     async def units(value: float, from_unit: str, to_unit: str) -> AsyncIterator[str]:
-        yield f"{spoken_number(float(value))} {from_unit} is {spoken_number(round(convert(float(value), from_unit, to_unit), 4))} {to_unit}."
+        converted = round(convert(float(value), from_unit, to_unit), 4)
+        yield f"{spoken_number(float(value))} {from_unit} is {spoken_number(converted)} {to_unit}."
 
     async def lookup(query: str) -> AsyncIterator[str]:
         hits = know.search(query, k=1)
@@ -271,7 +273,8 @@ def default_tools(clock: Clock, knowledge: Knowledge | None = None) -> dict[str,
             ),
             Tool(
                 "convert_units",
-                "Convert a quantity between units (length, mass, volume, time, speed, temperature).",
+                "Convert a quantity between units "
+                "(length, mass, volume, time, speed, temperature).",
                 _params(
                     value=("number", "the amount"),
                     from_unit=("string", "e.g. 'mile'"),

@@ -73,9 +73,8 @@ def write_timeline_html(result: BenchResult, scenario_id: str, path: str | Path)
     """User, microturn and harness lanes on one time axis, words on hover and as labels."""
     idx = next((i for i, r in enumerate(result.rendered) if r.scenario.id == scenario_id), None)
     if idx is None:
-        raise KeyError(
-            f"no scenario {scenario_id!r}; have: {', '.join(r.scenario.id for r in result.rendered)}"
-        )
+        have = ", ".join(r.scenario.id for r in result.rendered)
+        raise KeyError(f"no scenario {scenario_id!r}; have: {have}")
     r = result.rendered[idx]
     lanes = [
         Lane("user", [(w.t, w.end) for w in r.user_words], [(w.t, w.text) for w in r.user_words])

@@ -135,7 +135,8 @@ def check_tensors(model: torch.nn.Module, tensors: dict, what: str) -> None:
 
 
 def load_default() -> InteractionModel:
-    """The shipped default model (trained on the synthetic world; see configs/default.toml and default_stage2.toml)."""
+    """The shipped default model (trained on the synthetic world; see configs/default.toml
+    and default_stage2.toml)."""
     if not DEFAULT_CHECKPOINT.is_file():
         raise CheckpointError(
             f"the default model is missing ({DEFAULT_CHECKPOINT}); reinstall microturn "

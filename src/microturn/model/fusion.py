@@ -143,8 +143,9 @@ class TurnEmbedder(nn.Module):
     def out_content(
         self, stream: str, value: torch.Tensor, speak: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Content vectors of an OUT stream: control [...] -> [..., 1, d]; text [..., n] -> [..., n, d];
-        audio [..., n, token_dim] with speak [...] -> [..., n, d] (the empty vector when silent)."""
+        """Content vectors of an OUT stream: control [...] -> [..., 1, d]; text [..., n] ->
+        [..., n, d]; audio [..., n, token_dim] with speak [...] -> [..., n, d] (the empty vector
+        when silent)."""
         if stream == "control":
             return self.control(value)[..., None, :]
         if stream == "text_out":

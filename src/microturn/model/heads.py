@@ -46,7 +46,8 @@ class FlowHead(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def _modulations(self, c: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
-        """(shift, 1 + scale, gate) per block and (shift, 1 + scale) for the output, from silu(c)."""
+        """(shift, 1 + scale, gate) per block and (shift, 1 + scale) for the output, from
+        silu(c)."""
         ada_w, ada_b = self._ada()
         sizes = [b.ada.out_features for b in self.blocks] + [self.final_ada.out_features]
         mods = []
@@ -98,7 +99,8 @@ class FlowHead(nn.Module):
         eps: torch.Tensor | None = None,
         count: float | None = None,
     ) -> torch.Tensor:
-        """Rectified flow: x_t = t x + (1 - t) eps, regress v = x - eps; `draws` (t, eps) per target.
+        """Rectified flow: x_t = t x + (1 - t) eps, regress v = x - eps; `draws` (t, eps) per
+        target.
 
         `t` [N, draws] and `eps` [N, draws, D] may be given (the trainer draws them per
         sequence, so a sharded batch sees the same noise); `count` replaces N in the mean

@@ -56,7 +56,9 @@ def _tiled(x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 class _TiledLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, x2: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
         ctx.save_for_backward(x2, weight)
         return _tiled(x2, weight)
 

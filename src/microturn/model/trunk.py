@@ -36,7 +36,8 @@ class RMSNorm(nn.Module):
 def rope_angles(
     positions: torch.Tensor, head_dim: int, base: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and signed sin for absolute `positions` [..., n] -> [..., n, 1, head_dim], shared by all layers."""
+    """cos and signed sin for absolute `positions` [..., n] -> [..., n, 1, head_dim], shared by
+    all layers."""
     half = head_dim // 2
     inv_freq = 1.0 / (
         base ** (torch.arange(0, half, device=positions.device, dtype=torch.float32) / half)

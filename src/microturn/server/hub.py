@@ -87,7 +87,8 @@ class Hub:
         if self.occupied >= self.max_sessions:
             self.metrics.refused += 1
             raise ServerFull(
-                f"server full: {len(self.live)} of {self.max_sessions} sessions live; try again later"
+                f"server full: {len(self.live)} of {self.max_sessions} sessions live; "
+                "try again later"
             )
         try:
             conv = Conversation.open(
@@ -201,7 +202,9 @@ class Hub:
                     {
                         "type": "error",
                         "code": "session_too_long",
-                        "message": f"sessions last at most {self.max_session_s:g} s; session closed",
+                        "message": (
+                            f"sessions last at most {self.max_session_s:g} s; session closed"
+                        ),
                     },
                 )
                 self.close(s)

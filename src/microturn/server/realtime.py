@@ -46,7 +46,8 @@ SPEECH_DBFS = -40.0
 QUIET_TURNS_TO_STOP = 3
 TRANSCRIPT_SETTLE_TURNS = 3  # after speech_stopped: the last words are still being written
 BETA_NAMES = {
-    "response.output_audio.delta": "response.audio.delta",  # for clients sending OpenAI-Beta: realtime=v1
+    # for clients sending OpenAI-Beta: realtime=v1
+    "response.output_audio.delta": "response.audio.delta",
     "response.output_audio.done": "response.audio.done",
     "response.output_audio_transcript.delta": "response.audio_transcript.delta",
     "response.output_audio_transcript.done": "response.audio_transcript.done",

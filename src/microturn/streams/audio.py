@@ -25,7 +25,8 @@ WIN = 800  # 50 ms at 16 kHz
 FMIN, FMAX = 80.0, 7600.0
 LOG_FLOOR = 1e-10
 SILENT_LOG_MEL = math.log10(LOG_FLOOR) + 1e-3  # a frame at the floor: the model is silent
-LOG_MEL_CEIL = 1.5  # no signal within ±1 reaches it: full-scale square and sine waves peak near 1.0
+# no signal within ±1 reaches it: full-scale square and sine waves peak near 1.0
+LOG_MEL_CEIL = 1.5
 SUPPORTED_RATES = (8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
 
 
@@ -72,7 +73,8 @@ class AudioFrontend:
         x = torch.as_tensor(np.asarray(audio, dtype=np.float32))
         if x.ndim != 1 or x.numel() % self.layout.hop:
             raise InputError(
-                f"audio of shape {tuple(x.shape)}: expected mono samples, a multiple of hop {self.layout.hop}"
+                f"audio of shape {tuple(x.shape)}: expected mono samples, "
+                f"a multiple of hop {self.layout.hop}"
             )
         padded = torch.cat([x.new_zeros(WIN - self.layout.hop), x])
         mel = self.magnitudes(padded) @ self.fb.T

@@ -154,7 +154,8 @@ class TurnPacker:
             audio = np.asarray(audio, dtype=np.float32)
             if audio.ndim != 1 or len(audio) != self.layout.turn_samples:
                 raise InputError(
-                    f"audio chunk of shape {audio.shape}: expected {self.layout.turn_samples} mono samples "
+                    f"audio chunk of shape {audio.shape}: "
+                    f"expected {self.layout.turn_samples} mono samples "
                     f"({self.layout.turn_ms} ms at {self.layout.sample_rate} Hz)"
                 )
             dmel = audio_tokens(self.codec.quantize(self.log_mel.push(audio)), self.layout)

@@ -21,7 +21,8 @@ def frame_to_patches(frame: np.ndarray, layout: TurnLayout) -> torch.Tensor:
         raise InputError(f"video frame {w}x{h}: width and height must be multiples of {PATCH}")
     if (h, w) != (layout.video_height, layout.video_width):
         raise InputError(
-            f"video frame {w}x{h}: this model's layout takes {layout.video_width}x{layout.video_height}"
+            f"video frame {w}x{h}: this model's layout takes "
+            f"{layout.video_width}x{layout.video_height}"
         )
     x = torch.from_numpy(frame.astype(np.float32) / (255.0 if frame.dtype == np.uint8 else 1.0))
     x = (x - MEAN) / STD

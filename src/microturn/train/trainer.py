@@ -144,7 +144,8 @@ class Trainer:
             self.model.mel_norm.fit(mel)
 
     def _init_from(self, path: str) -> None:
-        """Start from trained weights (fine-tuning, or a second stage): the optimiser starts fresh."""
+        """Start from trained weights (fine-tuning, or a second stage): the optimiser starts
+        fresh."""
         from ..model.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint
 
         path = str(DEFAULT_CHECKPOINT) if path == "default" else path

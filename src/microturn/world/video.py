@@ -51,7 +51,8 @@ def bouncing_ball(
     size: tuple[int, int] = (80, 80),
     color: str = "red",
 ) -> Clip:
-    """A ball dropped at `start` bounces `bounces` times on the floor, `period` s apart, then rests."""
+    """A ball dropped at `start` bounces `bounces` times on the floor, `period` s apart, then
+    rests."""
     h, w = size
     r, floor = 6, h - 7
     hits = [round(start + period * (i + 0.5), 3) for i in range(bounces)]
