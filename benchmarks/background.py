@@ -108,7 +108,8 @@ def main() -> None:
         t = np.array(times[10:])
         base = base or np.median(t)
         print(
-            f"   {name:<26} p50 {np.median(t):6.1f}  p99 {np.percentile(t, 99):6.1f}  p50 ratio {np.median(t) / base:.2f}"
+            f"   {name:<26} p50 {np.median(t):6.1f}  p99 {np.percentile(t, 99):6.1f}  "
+            f"p50 ratio {np.median(t) / base:.2f}"
         )
 
     print(
@@ -139,7 +140,8 @@ def main() -> None:
         ]
         if text or bg or marks or res or k % 5 == 0:
             print(
-                f"   {0.2 * k:5.1f}  {'talks' if loud else '':<6} {text!r:<16} {bg!r:<18} {'; '.join(marks + res)}"
+                f"   {0.2 * k:5.1f}  {'talks' if loud else '':<6} {text!r:<16} {bg!r:<18} "
+                f"{'; '.join(marks + res)}"
             )
 
 

@@ -57,7 +57,8 @@ def main() -> None:
         s = run_bench(Engine(model), rendered, progress=False).summary()["systems"]["microturn"]
         lat = s["turn_taking_latency_s"]
         print(f"{name:<36} turn_taking_tor {s['turn_taking_tor']:.2f}  latency "
-              f"{'—' if lat is None else f'{lat:.2f}'}  pause_tor {s['pause_tor']:.2f}", flush=True)
+              f"{'—' if lat is None else f'{lat:.2f}'}  pause_tor {s['pause_tor']:.2f}",
+              flush=True)
 
 if __name__ == "__main__":
     main()

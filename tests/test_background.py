@@ -126,7 +126,8 @@ QUIET = TurnOutput(SILENT, [TOK.PAD] * 4, None)
 
 
 def drive(conv, turns, script=None, loud=lambda k: False):
-    """Step a conversation; script[k] forces OUT_k (other turns: silent). Returns step times, inputs."""
+    """Step a conversation; script[k] forces OUT_k (other turns: silent). Returns step times,
+    inputs."""
     times, inputs = [], []
     for k in range(turns):
         audio = tone(0.2) if loud(k) else np.zeros(3200, np.float32)

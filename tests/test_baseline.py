@@ -73,7 +73,10 @@ def test_barge_in_cuts_playback(tts):
     q = tts.speak("Tell me a long story.", Voice(variant="f2"))
     cut = tts.speak("Stop, stop.", Voice(variant="f2"))
     audio = place(12.0, (1.0, q), (4.0, cut))
-    story = "Once upon a time there was a king who lived in a castle by the sea, and every morning he walked."
+    story = (
+        "Once upon a time there was a king who lived in a castle by the sea, "
+        "and every morning he walked."
+    )
     out = TurnBasedHarness(SERVER_VAD, tts).run(audio, lambda c: story if c < 4.0 else None)
     r = interruption(out.words, out.speech, (4.0, 4.0 + cut.duration))
     assert out.speech and out.speech[0][1] < 4.5  # playback cancelled when the VAD heard the user

@@ -23,7 +23,10 @@ def test_dev_suite_loads():
         ('{"id": "x", "family": "pause", "duration": 3, "speed": 2}', "unknown key 'speed'"),
         ('{"id": "x", "family": "pause"}', "missing 'duration'"),
         (
-            '{"id": "x", "family": "pause", "duration": 3, "user": [{"text": "hi", "t": 1, "after": 1}]}',
+            (
+                '{"id": "x", "family": "pause", "duration": 3, '
+                '"user": [{"text": "hi", "t": 1, "after": 1}]}'
+            ),
             "exactly one of",
         ),
         (

@@ -195,7 +195,8 @@ def test_client_states_lanes_meters_latencies_and_recording(browser, tmp_path):
     assert not errors and not second_errors, errors + second_errors
     assert st["states"][:4] == ["idle", "connecting", "badtoken", "connecting"]
     i = st["states"].index("live")
-    assert st["states"][i:] == ["live", "reconnecting", "live", "reconnecting", "live"], st["states"]
+    want = ["live", "reconnecting", "live", "reconnecting", "live"]
+    assert st["states"][i:] == want, st["states"]
     assert "slot" in full_text and "Reconnecting" in reconnect_text
     assert st["events"]["error"] == 1 and "shutting down" in drain_text  # server_shutdown
     assert st["played"] > 1600  # > 0.1 s of non-silent model audio came out of the speakers

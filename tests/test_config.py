@@ -39,7 +39,8 @@ def test_bad_config_files_name_the_problem(tmp_path, text, message):
 def test_toml_with_base_and_overrides(tmp_path):
     f = tmp_path / "mine.toml"
     f.write_text(
-        'base = "tiny"\n[model]\nn_layers = 2\n[model.layout]\ntext_out_slots = 3\n[engine]\nmax_sessions = 3\n'
+        'base = "tiny"\n[model]\nn_layers = 2\n[model.layout]\ntext_out_slots = 3\n'
+        "[engine]\nmax_sessions = 3\n"
     )
     cfg = load_config(f)
     assert cfg.model.n_layers == 2 and cfg.model.d_model == NAMED_MODELS["tiny"]["d_model"]

@@ -159,8 +159,10 @@ def test_no_network_unless_configured():
     import sys
 
     code = (
-        "import sys, microturn.background.agent, microturn.background.tasks, microturn.runtime.offline;"
-        "print(sorted(m for m in ('openai', 'httpx', 'requests', 'urllib3', 'aiohttp') if m in sys.modules))"
+        "import sys, microturn.background.agent, microturn.background.tasks, "
+        "microturn.runtime.offline;"
+        "print(sorted(m for m in ('openai', 'httpx', 'requests', 'urllib3', 'aiohttp') "
+        "if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -29,7 +29,8 @@ def server():
         yield f"127.0.0.1:{port}", app.state.hub
 
 
-# Generous: on a loaded 2-core CI machine a turn can stall for seconds; a healthy run never waits this long.
+# Generous: on a loaded 2-core CI machine a turn can stall for seconds; a healthy run never
+# waits this long.
 RECV_S = 20.0
 
 
@@ -230,7 +231,8 @@ def test_openai_sdk_realtime_client_talks_to_the_server(server):
 
 
 def test_sessions_survive_a_storm_of_bad_messages(server):
-    """300 random and mutated messages on each protocol's live socket: errors, then turns as usual."""
+    """300 random and mutated messages on each protocol's live socket: errors, then turns as
+    usual."""
     import random
 
     addr, hub = server

@@ -53,7 +53,8 @@ def test_missing_program_names_the_package():
 
 
 def test_dmel_griffin_lim_round_trip_on_real_speech(tts):
-    """Measured on espeak-ng speech: mean |delta log10 mel| 0.2-0.3 on bins within 30 dB of the peak."""
+    """Measured on espeak-ng speech: mean |delta log10 mel| 0.2-0.3 on bins within 30 dB of the
+    peak."""
     sp = tts.speak("The quick brown fox jumps over the lazy dog.", Voice())
     x = np.concatenate([sp.audio, np.zeros(-len(sp.audio) % 200, np.float32)])
     fe = AudioFrontend(LAY)
