@@ -1,6 +1,6 @@
 """What the vocoder learns from: lines the model says in the world, and varied sentences.
 
-The model's own lines (world/families.py) come first: they are what the vocoder voices in
+The model's own lines (world/phrases.py) come first: they are what the vocoder voices in
 the engine. Varied sentences (the user's lines, the knowledge base, numbers and sums)
 widen the phone coverage. One line in `HELD_OUT_ONE_IN` (by a hash of its text) is held
 out: `vocoder-eval` scores only those, so no scored line was ever heard in training.
@@ -14,7 +14,7 @@ from importlib import resources
 
 import numpy as np
 
-from ..world import families as fam
+from ..world import phrases as fam
 
 HELD_OUT_ONE_IN = 8
 
