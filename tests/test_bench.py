@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from microturn.config import EngineConfig
 from microturn.engine.engine import Engine
@@ -92,3 +93,39 @@ def test_bench_side_by_side(small_model, tmp_path):
     assert "vad_harness" in page and "know" in page and "<svg" in page
     with pytest.raises(KeyError, match="no scenario 'nope'"):
         write_timeline_html(result, "nope", tmp_path / "x.html")
+
+
+def test_bench_in_processes_matches_one_process(small_model, tmp_path):
+    """`bench --workers N` hands scenarios to spawned processes, each with its own engine;
+    every session is seeded alone, so the figures are one process's, in the same order."""
+    import argparse
+    import functools
+
+    from microturn.cli.measure import _bench_engine
+    from microturn.eval.bench import run_bench_parallel
+    from microturn.model.checkpoint import save_model
+
+    save_model(small_model, tmp_path / "m.safetensors")
+    args = argparse.Namespace(
+        checkpoint=str(tmp_path / "m.safetensors"),
+        config=None,
+        seed=0,
+        dtype="fp32",
+        device=None,
+        flow_steps=None,
+    )
+    suite = [s for s in load_suite("dev") if s.id in ("turn_taking_capital", "pause_thinking")]
+    make = functools.partial(_bench_engine, args)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker runs: the same kernels, the same bits
+    try:
+        one = run_bench_parallel(make, suite, 1, progress=False, intelligibility=False)
+    finally:
+        torch.set_num_threads(threads)
+    two = run_bench_parallel(make, suite, 2, progress=False, intelligibility=False)
+    assert [r.scenario.id for r in two.rendered] == [s.id for s in suite]
+    for system in ("microturn", "vad_harness"):
+        assert [r.scores for r in two.runs[system]] == [r.scores for r in one.runs[system]]
+        assert [w.text for r in two.runs[system] for w in r.words] == [
+            w.text for r in one.runs[system] for w in r.words
+        ]

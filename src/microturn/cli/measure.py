@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
 from ..config import load_config
 from .common import _config_and_model, _engine_kwargs
@@ -29,35 +30,44 @@ def _cmd_perf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_engine(args: argparse.Namespace):
+    """The engine a bench process runs (module level: worker processes unpickle it)."""
+    from ..engine.engine import Engine
+
+    cfg, model = _config_and_model(args)
+    return Engine(model, cfg.engine, **_engine_kwargs(args))
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..engine.engine import Engine
+    from ..errors import ConfigError
     from ..eval.baseline import PIPECAT, SERVER_VAD
-    from ..eval.bench import run_bench
+    from ..eval.bench import run_bench_parallel
     from ..eval.report import format_table, write_plots, write_timeline_html
     from ..world.scenario import load_suite
 
-    cfg, model = _config_and_model(args)
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give 1 or more processes")
+    _config_and_model(args)  # a bad checkpoint or config fails here, once, not in each worker
+    make_engine = functools.partial(_bench_engine, args)
+    vad = PIPECAT if args.vad == "pipecat" else SERVER_VAD
     if args.conditions:
-        vad = PIPECAT if args.vad == "pipecat" else SERVER_VAD
-        return _bench_conditions(args, Engine(model, cfg.engine, **_engine_kwargs(args)), vad)
-    if (
-        args.suite == "eval"
-    ):  # the world's held-out split: the generators training used, other seeds
+        return _bench_conditions(args, make_engine, vad)
+    if args.suite == "eval":  # the world's held-out split: training's generators, other seeds
         from ..world.families import eval_split
 
         scenarios = eval_split(args.per_family, progress=not args.quiet)
     else:
         scenarios = load_suite(args.suite)
-    engine = Engine(model, cfg.engine, **_engine_kwargs(args))
-    result = run_bench(
-        engine,
+    result = run_bench_parallel(
+        make_engine,
         scenarios,
+        args.workers,
         suite=str(args.suite),
         seed=args.seed,
-        vad=PIPECAT if args.vad == "pipecat" else SERVER_VAD,
+        vad=vad,
         progress=not args.quiet,
     )
     print(format_table(result))
@@ -73,7 +83,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_conditions(args: argparse.Namespace, engine, vad) -> int:
+def _bench_conditions(args: argparse.Namespace, make_engine, vad) -> int:
     import json
     from pathlib import Path
 
@@ -85,7 +95,12 @@ def _bench_conditions(args: argparse.Namespace, engine, vad) -> int:
             f"--conditions runs the world's eval split: give --suite eval, not {args.suite!r}"
         )
     result = run_conditions(
-        engine, args.per_family, seed=args.seed, vad=vad, progress=not args.quiet
+        make_engine,
+        args.per_family,
+        seed=args.seed,
+        vad=vad,
+        progress=not args.quiet,
+        workers=args.workers,
     )
     print(format_conditions_table(result))
     if args.json:

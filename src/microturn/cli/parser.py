@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(clean, digital silence, gain, noise, reverb, telephone, echo); "
         "writes conditions.png into --plots or --out",
     )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes, each with its own engine and one torch thread (default: 1); the "
+        "figures are those of one process on one thread",
+    )
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine_options(bench, "fp32")

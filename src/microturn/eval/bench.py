@@ -7,8 +7,12 @@ the same metrics from what each system said and when.
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+import torch
 from tqdm import tqdm
 
 from ..background.agent import EmbeddedAgent
@@ -161,3 +165,49 @@ def run_bench(
             Run(base.words, base.speech, score(r, base.words, base.speech) | check)
         )
     return result
+
+
+# ---- many processes: one engine each, scenarios handed out one at a time ---------------------
+_WORKER_ENGINE: Engine | None = None
+
+
+def _start_worker(make_engine: Callable[[], Engine]) -> None:
+    global _WORKER_ENGINE
+    torch.set_num_threads(1)  # the cores are the pool's
+    _WORKER_ENGINE = make_engine()
+
+
+def _bench_one(scenario: Scenario | Rendered, kwargs: dict) -> BenchResult:
+    assert _WORKER_ENGINE is not None
+    return run_bench(_WORKER_ENGINE, [scenario], progress=False, **kwargs)
+
+
+def run_bench_parallel(
+    make_engine: Callable[[], Engine],
+    scenarios: list[Scenario | Rendered],
+    workers: int,
+    suite: str = "dev",
+    progress: bool = True,
+    **kwargs,
+) -> BenchResult:
+    """`run_bench` in `workers` processes, each with its own engine from `make_engine` (a
+    picklable callable: processes are spawned, not forked, so torch's threads are safe). Each
+    scenario's session is seeded alone, so the result is the one process's, in the same order."""
+    if workers <= 1:
+        return run_bench(make_engine(), scenarios, suite=suite, progress=progress, **kwargs)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_start_worker, initargs=(make_engine,)
+    ) as pool:
+        futures = [pool.submit(_bench_one, sc, kwargs) for sc in scenarios]
+        bar = tqdm(total=len(futures), desc="scenarios", unit="scenario", disable=not progress)
+        parts = []
+        for f in futures:  # in order: a slow scenario holds the bar, not the pool
+            parts.append(f.result())
+            bar.update()
+        bar.close()
+    return BenchResult(
+        suite,
+        [p.rendered[0] for p in parts],
+        {s: [p.runs[s][0] for p in parts] for s in SYSTEMS},
+    )

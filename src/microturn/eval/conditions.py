@@ -10,6 +10,7 @@ offline runner takes its input before the run, so the echo is open-loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ..world.acoustics import PRESETS, Conditions
 from ..world.families import generate
 from ..world.tts import EspeakTTS
 from .baseline import SERVER_VAD, VadSettings
-from .bench import SYSTEMS, BenchResult, run_bench
+from .bench import SYSTEMS, BenchResult, run_bench_parallel
 
 ROBUSTNESS_FAMILIES = ("turn_taking", "pause", "interruption", "backchannel", "not_addressed")
 EPISODE_S = 16.0  # the eval split's episode length
@@ -61,16 +62,18 @@ class ConditionsResult:
 
 
 def run_conditions(
-    engine: Engine,
+    make_engine: Callable[[], Engine],
     per_family: int,
     presets: dict[str, Conditions] | None = None,
     families: tuple[str, ...] | None = None,
     seed: int = 0,
     vad: VadSettings = SERVER_VAD,
     progress: bool = True,
+    workers: int = 1,
 ) -> ConditionsResult:
     """`per_family` eval episodes of each of `families` (default ROBUSTNESS_FAMILIES), heard
-    under each of `presets` (default: every preset) by both systems."""
+    under each of `presets` (default: every preset) by both systems, in `workers` processes
+    (`make_engine` builds each one's engine; see `run_bench_parallel`)."""
     presets = PRESETS if presets is None else presets
     families = ROBUSTNESS_FAMILIES if families is None else families
     tts = EspeakTTS()
@@ -79,18 +82,25 @@ def run_conditions(
         generate(f, i, "eval", EPISODE_S, tts)
         for f, i in tqdm(jobs, desc="rendering eval episodes", unit="ep", disable=not progress)
     ]
-    results = {}
-    for name, c in tqdm(presets.items(), desc="conditions", unit="condition", disable=not progress):
-        heard = [ep.heard_under(c, seed) for ep in episodes]
-        results[name] = run_bench(
-            engine,
-            heard,
-            suite=f"eval:{name}",
-            seed=seed,
-            vad=vad,
-            progress=False,
-            intelligibility=False,  # the table does not report it; the plain bench does
+    heard = [ep.heard_under(c, seed) for c in presets.values() for ep in episodes]
+    every = run_bench_parallel(
+        make_engine,
+        heard,
+        workers,
+        seed=seed,
+        vad=vad,
+        progress=progress,
+        intelligibility=False,  # the table does not report it; the plain bench does
+    )
+    n = len(episodes)
+    results = {
+        name: BenchResult(
+            f"eval:{name}",
+            every.rendered[k * n : (k + 1) * n],
+            {s: runs[k * n : (k + 1) * n] for s, runs in every.runs.items()},
         )
+        for k, name in enumerate(presets)
+    }
     return ConditionsResult(per_family, tuple(families), results)
 
 
