@@ -257,3 +257,24 @@ def test_compiled_training_steps_match_eager_ones(tmp_path):
     ).fit()
     for e, c in zip(eager, compiled):
         assert abs(e.loss - c.loss) < 0.02 * abs(e.loss), (e.loss, c.loss)
+
+
+def test_periodic_eval_writes_family_scores_curves_and_keeps_each_model(tmp_path):
+    cfg = load_config(
+        write_config(tmp_path, steps=4, eval_every=2, eval_episodes=2, checkpoint_every=4)
+    )
+    Trainer(cfg, tmp_path / "run", progress=False).fit()
+    rows = losses(tmp_path / "run")
+    evaluated = [r for r in rows if "eval_text" in r]
+    assert [r["step"] for r in evaluated] == [2, 4]
+    for r in evaluated:  # held-out losses per stream and teacher-forced scores per family
+        assert all(f"eval_{s}" in r for s in ("control", "text", "audio", "transcript"))
+        assert any(k.startswith("fam/turn_taking/") for k in r)
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 10_000
+    for step in (2, 4):
+        kept = tmp_path / "run" / f"model-{step:05d}.safetensors"
+        assert kept.exists()
+    # the last one kept is the final model
+    assert (tmp_path / "run" / "model-00004.safetensors").read_bytes() == (
+        tmp_path / "run" / "model.safetensors"
+    ).read_bytes()

@@ -7,7 +7,8 @@ continues with the very same losses, and the same batch split over `torchrun` pr
 
 One training checkpoint file holds the model, the optimiser and the step; it is written
 to a temporary file and renamed, so a crash never leaves half of one. `model.safetensors`
-beside it is the plain model checkpoint the engine loads.
+beside it is the plain model checkpoint the engine loads; each evaluation also keeps one
+(`model-STEP.safetensors`) beside the curves, to pick from by how the models behave.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 import zlib
 from contextlib import nullcontext
@@ -418,8 +420,13 @@ class Trainer:
                 **{k: f"{v:.3f}" for k, v in extra.items() if k.startswith("eval_")},
             )
             bar.update(1)
-            if self.step % self.tc.checkpoint_every == 0 or self.step == steps:
+            if extra or self.step % self.tc.checkpoint_every == 0 or self.step == steps:
                 self.save()
+            if extra and self.rank == 0:  # every evaluated model is kept: the one a listener
+                # prefers may be an earlier one (a loss can rise while its behaviour improves)
+                shutil.copyfile(
+                    self.out / "model.safetensors", self.out / f"model-{self.step:05d}.safetensors"
+                )
         bar.close()
         return logs
 
