@@ -22,6 +22,7 @@ from ..world.families import generate
 from ..world.tts import EspeakTTS
 from .baseline import SERVER_VAD, VadSettings
 from .bench import SYSTEMS, BenchResult, run_bench_parallel
+from .report import BETTER
 
 ROBUSTNESS_FAMILIES = ("turn_taking", "pause", "interruption", "backchannel", "not_addressed")
 EPISODE_S = 16.0  # the eval split's episode length
@@ -36,14 +37,7 @@ TABLE_METRICS = (
     "transcript_cer",
     "answer_cer",
 )
-LOWER_IS_BETTER = {
-    "turn_taking_latency_s",
-    "pause_tor",
-    "stop_latency_s",
-    "not_addressed_response_rate",
-    "transcript_cer",
-    "answer_cer",
-}
+LOWER_IS_BETTER = {m for m in TABLE_METRICS if BETTER.get(m) == "lower"}
 
 
 @dataclass

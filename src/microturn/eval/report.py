@@ -17,6 +17,8 @@ BETTER = {
     "interruption_latency_s": "lower",
     "correction_latency_s": "lower",
     "tool_answer_latency_s": "lower",
+    "answer_cer": "lower",
+    "transcript_cer": "lower",
 }
 
 
