@@ -127,9 +127,9 @@ def test_bench_reports_turn_taking_on_seen_and_unseen_voices_apart():
         rec = RecordedInput(audio=np.zeros(RATE, np.float32), duration=3.0)
         return Rendered(sc, rec, [], [(0.5, 1.0, u)])
 
-    scores = [{"turn_taking_tor": 1.0, "turn_taking_latency_s": 0.4},
-              {"turn_taking_tor": 0.0, "turn_taking_latency_s": None},
-              {"turn_taking_tor": 1.0, "turn_taking_latency_s": 0.8}]
+    scores = [{"turn_taking_tor": 1.0, "turn_taking_latency_s": 0.4, "transcript_cer": 0.5},
+              {"turn_taking_tor": 0.0, "turn_taking_latency_s": None, "transcript_cer": 0.1},
+              {"turn_taking_tor": 1.0, "turn_taking_latency_s": 0.8, "transcript_cer": 0.2}]
     result = BenchResult("eval", [rendered("heldout"), rendered("train"), rendered("train")],
                          {"microturn": [Run([], [], s) for s in scores]})
     got = result.summary()["systems"]["microturn"]
@@ -137,6 +137,8 @@ def test_bench_reports_turn_taking_on_seen_and_unseen_voices_apart():
     assert got["turn_taking_latency_s_unseen_voices"] == pytest.approx(0.4)
     assert got["turn_taking_tor_seen_voices"] == pytest.approx(0.5)
     assert got["turn_taking_latency_s_seen_voices"] == pytest.approx(0.8)
+    assert got["transcript_cer_unseen_voices"] == pytest.approx(0.5)
+    assert got["transcript_cer_seen_voices"] == pytest.approx(0.15)
 
 
 def test_nothing_in_the_world_imports_the_evaluation():

@@ -49,7 +49,7 @@ METRICS = (
     "transcript_cer",
 )
 SYSTEMS = ("microturn", "vad_harness")
-VOICE_GROUP_METRICS = ("turn_taking_tor", "turn_taking_latency_s")
+VOICE_GROUP_METRICS = ("turn_taking_tor", "turn_taking_latency_s", "transcript_cer")
 
 
 def voice_group(r: Rendered) -> str:
@@ -84,8 +84,9 @@ class BenchResult:
         return {"suite": self.suite, "scenarios": len(self.rendered), "systems": systems}
 
     def by_voice_group(self, system: str) -> dict[str, float | None]:
-        """Turn-taking TOR and latency on episodes spoken in held-out voices ("unseen": never
-        trained on) and in training voices ("seen"); scenario files' own voices count as seen."""
+        """Turn-taking TOR and latency and the listening transcript's CER on episodes spoken in
+        held-out voices ("unseen": never trained on) and in training voices ("seen"); scenario
+        files' own voices count as seen."""
         out: dict[str, float | None] = {}
         for group in ("seen", "unseen"):
             rows = [
