@@ -42,6 +42,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from ..engine.engine import Engine
     from ..errors import ConfigError
     from ..eval.baseline import PIPECAT, SERVER_VAD
     from ..eval.bench import run_bench_parallel
@@ -50,8 +51,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: give 1 or more processes")
-    _config_and_model(args)  # a bad checkpoint or config fails here, once, not in each worker
-    make_engine = functools.partial(_bench_engine, args)
+    cfg, model = _config_and_model(args)  # a bad checkpoint fails here, not in each worker
+    if args.workers == 1:
+        make_engine = lambda: Engine(model, cfg.engine, **_engine_kwargs(args))  # noqa: E731
+    else:  # spawned workers load their own: a picklable recipe, not the model
+        make_engine = functools.partial(_bench_engine, args)
     vad = PIPECAT if args.vad == "pipecat" else SERVER_VAD
     if args.conditions:
         return _bench_conditions(args, make_engine, vad)

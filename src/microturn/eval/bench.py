@@ -109,9 +109,14 @@ class BenchResult:
         }
 
 
-def _said(words: list[M.Word]) -> str:
-    """The text stream a system spoke, for the recogniser to check its audio against."""
-    return " ".join(w.text for w in words)
+def _checks(audio, words: list[M.Word], speech: list[M.Interval], intelligibility: bool) -> dict:
+    """Does a system's logged speech match its audio: where a VAD hears speech, and (unless
+    skipped) whether the recogniser hears the words it says it spoke."""
+    check = {"vad_agreement": vad_agreement(audio, speech)}
+    if intelligibility:
+        said = " ".join(w.text for w in words)
+        check["audio_text_agreement"] = audio_text_agreement(audio, said, speech)
+    return check
 
 
 def run_bench(
@@ -145,11 +150,7 @@ def run_bench(
             for e in ours.timeline.events
             if e.kind.startswith("task_") or e.kind in ("delegation", "result", "heard_word")
         ]
-        check = {"vad_agreement": vad_agreement(ours.timeline.model_audio, speech)}
-        if intelligibility:
-            check["audio_text_agreement"] = audio_text_agreement(
-                ours.timeline.model_audio, _said(words), speech
-            )
+        check = _checks(ours.timeline.model_audio, words, speech, intelligibility)
         if engine.model.transcript_head is not None:  # the harness's transcript is an oracle: none
             check |= M.transcript_cer(
                 [e.text for e in ours.timeline.events if e.kind == "heard_word"],
@@ -157,11 +158,7 @@ def run_bench(
             )
         result.runs["microturn"].append(Run(words, speech, score(r, words, speech) | check, tasks))
         base = harness.run(r.recording.audio, oracle(r))
-        check = {"vad_agreement": vad_agreement(base.audio, base.speech)}
-        if intelligibility:
-            check["audio_text_agreement"] = audio_text_agreement(
-                base.audio, _said(base.words), base.speech
-            )
+        check = _checks(base.audio, base.words, base.speech, intelligibility)
         result.runs["vad_harness"].append(
             Run(base.words, base.speech, score(r, base.words, base.speech) | check)
         )
