@@ -99,6 +99,23 @@ def test_embedded_agent_uses_the_conversation():
     ctx = ContextPackage.from_events("t2", "and what is that times 2", 4.0, history)
     assert agent.plan(ctx) == ("calculate", {"expression": "391 * 2"})
 
+    heard = [  # a live session: the user's words come from the model's listening transcript
+        Event(0.5, "heard_word", "what"),
+        Event(0.7, "heard_word", "is"),
+        Event(0.9, "heard_word", "347"),
+        Event(1.2, "heard_word", "times"),
+        Event(1.5, "heard_word", "29"),
+    ]
+    for garbled in ("work that out", "what is 3 tim"):  # nothing to compute in the request
+        ctx = ContextPackage.from_events("t3", garbled, 2.5, heard)
+        assert agent.plan(ctx) == ("calculate", {"expression": "347 * 29"})
+    assert agent.plan(ContextPackage.from_events("t4", "what is 2 plus 3", 2.5, heard)) == (
+        "calculate",
+        {"expression": "2 + 3"},
+    )  # the request wins when it says something
+    lookup = ContextPackage.from_events("t5", "capital of France", 2.5, heard[:2])
+    assert agent.plan(lookup) == ("lookup", {"query": "capital of France"})
+
     async def collect(request):
         return [c async for c in agent.run(ContextPackage("t", request, 0.0, []))]
 

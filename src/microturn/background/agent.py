@@ -1,7 +1,8 @@
 """Background agents: the protocol, and the embedded default agent (no network, no weights).
 
-The embedded agent's planner maps a request (and the conversation, for "that" and "it")
-to one tool call and says the result in a short sentence.
+The embedded agent's planner maps a request (and the conversation: "that" and "it" are the
+last result; a request with nothing to compute falls back on the user's last words) to one
+tool call and says the result in a short sentence.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class EmbeddedAgent:
         if re.search(r"\b(date|what day)\b|\btoday\b", text):
             return "current_date", {}
         expr = self._arithmetic(text, ctx)
+        if expr is None and (asked := _last_user_words(ctx)):
+            # the model's request is garbled or bare ("work that out"): the user's own last
+            # words, as the model heard them, say what to work out
+            expr = self._arithmetic(asked.lower(), ctx)
         if expr is not None:
             return "calculate", {"expression": expr}
         return "lookup", {"query": ctx.request}
@@ -113,6 +118,11 @@ class EmbeddedAgent:
             return
         async for chunk in self.tools[name].run(**args):
             yield chunk
+
+
+def _last_user_words(ctx: ContextPackage) -> str | None:
+    rows = [r for r in ctx.transcript if r["kind"] in ("user_word", "user_text")]
+    return rows[-1]["text"] if rows else None
 
 
 def _is_unit(word: str) -> bool:
