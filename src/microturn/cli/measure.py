@@ -73,6 +73,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         vad=vad,
         progress=not args.quiet,
+        temperature=args.temperature,
     )
     print(format_table(result))
     if args.json:

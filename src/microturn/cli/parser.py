@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
         "figures are those of one process on one thread",
     )
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="the model's text sampling temperature (0: greedy; default: 0.8, as served)",
+    )
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine_options(bench, "fp32")
     bench.set_defaults(func=_cmd_bench)

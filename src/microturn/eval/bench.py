@@ -7,10 +7,12 @@ the same metrics from what each system said and when.
 
 from __future__ import annotations
 
+import dataclasses
+
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm import tqdm
@@ -127,10 +129,11 @@ def run_bench(
     vad: VadSettings = SERVER_VAD,
     progress: bool = True,
     intelligibility: bool = True,
+    temperature: float = 0.8,
 ) -> BenchResult:
     """Both systems on each scenario, scored alike. `intelligibility=False` skips the
     recogniser's check that the spoken audio says the text (~40% of a scenario's time), for
-    tables that do not report it."""
+    tables that do not report it. `temperature` is the model's text sampling (0: greedy)."""
     tts = EspeakTTS()
     harness = TurnBasedHarness(vad, tts)
     result = BenchResult(suite, [], {s: [] for s in SYSTEMS})
@@ -139,8 +142,9 @@ def run_bench(
         result.rendered.append(r)
         ours = run_offline(
             engine,
-            r.recording,
-            SamplerSettings(temperature=0.8, seed=seed),
+            # as live: background tasks know the user's words only from the model's transcript
+            replace(r.recording, user_words=[]),
+            SamplerSettings(temperature=temperature, seed=seed),
             agent=EmbeddedAgent(),
             policy=DeliveryPolicy(min_latency_s=OFFLINE_RESULT_LATENCY_S),
         )
