@@ -34,7 +34,7 @@ from ..streams.video import frame_to_patches
 from ..world.families import FAMILY_GENERATORS, generate
 from ..world.tts import EspeakTTS
 
-CACHE_VERSION = "5"  # bump when the world or the stream code changes what an episode renders to
+CACHE_VERSION = "6"  # bump when the world or the stream code changes what an episode renders to
 SPEECH_GAP_S = 0.5  # real data: model words closer than this are one speech segment
 
 

@@ -263,10 +263,10 @@ def proactive(b: EpisodeBuilder) -> None:
 
 # ---- background model --------------------------------------------------------------------
 def tool_use(b: EpisodeBuilder) -> None:
-    x, y, op = _draw(
+    x, y, op = _draw(  # one request in four has a three-digit first number ("347 times 29")
         b,
         lambda: (
-            int(b.rng.integers(11, 40)),
+            int(b.rng.integers(100, 1000) if b.rng.random() < 0.25 else b.rng.integers(11, 40)),
             int(b.rng.integers(11, 40)),
             _pick(b, ("times", "plus", "minus")),
         ),
