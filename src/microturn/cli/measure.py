@@ -106,6 +106,7 @@ def _bench_conditions(args: argparse.Namespace, make_engine, vad) -> int:
         vad=vad,
         progress=not args.quiet,
         workers=args.workers,
+        temperature=args.temperature,
     )
     print(format_conditions_table(result))
     if args.json:

@@ -64,6 +64,7 @@ def run_conditions(
     vad: VadSettings = SERVER_VAD,
     progress: bool = True,
     workers: int = 1,
+    temperature: float = 0.8,
 ) -> ConditionsResult:
     """`per_family` eval episodes of each of `families` (default ROBUSTNESS_FAMILIES), heard
     under each of `presets` (default: every preset) by both systems, in `workers` processes
@@ -85,6 +86,7 @@ def run_conditions(
         vad=vad,
         progress=progress,
         intelligibility=False,  # the table does not report it; the plain bench does
+        temperature=temperature,
     )
     n = len(episodes)
     results = {
