@@ -278,3 +278,27 @@ def test_periodic_eval_writes_family_scores_curves_and_keeps_each_model(tmp_path
     assert (tmp_path / "run" / "model-00004.safetensors").read_bytes() == (
         tmp_path / "run" / "model.safetensors"
     ).read_bytes()
+
+
+def test_compute_to_target_extrapolates_a_power_law(tmp_path):
+    """benchmarks/compute_to_target.py stitches stages on one token axis and finds where a
+    family's error (here exactly 0.5 * (tokens / 1e6) ** -0.5) reaches the target."""
+    for stage, steps in (("s1", range(1, 51)), ("s2", range(51, 101))):
+        rows = []
+        for step in steps:
+            row = {"step": step, "tokens": 100_000, "tokens_per_s": 1000.0}
+            if step % 10 == 0:
+                err = 0.5 * (step * 100_000 / 1e6) ** -0.5
+                row |= {"eval_text": err, "fam/pause/text_acc": 1 - err}
+            rows.append(json.dumps(row))
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "log.jsonl").write_text("\n".join(rows) + "\n")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compute_to_target.py"
+    out = tmp_path / "t.json"
+    args = [str(tmp_path / "s1"), str(tmp_path / "s2"), "--target", "0.95", "--json", str(out)]
+    subprocess.run([sys.executable, str(script), *args], check=True, capture_output=True)
+    fam = json.loads(out.read_text())["families"]["pause"]
+    assert fam["slope"] == pytest.approx(-0.5, abs=1e-6)
+    assert fam["tokens_to_target"] == pytest.approx(100e6, rel=1e-4)  # 0.5 * 100 ** -0.5 = 0.05
+    assert fam["more_tokens"] == pytest.approx(90e6, rel=1e-3)
+    assert fam["hours"] == pytest.approx(90e6 / 1000 / 3600, rel=1e-3)
