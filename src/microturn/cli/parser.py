@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature",
         type=float,
         default=0.8,
-        help="the model's text sampling temperature (0: greedy; default: 0.8, as served)",
+        help="the model's control and text sampling temperature (0: greedy; default: 0.8, as "
+        "served)",
     )
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine_options(bench, "fp32")

@@ -7,8 +7,6 @@ the same metrics from what each system said and when.
 
 from __future__ import annotations
 
-import dataclasses
-
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -133,7 +131,8 @@ def run_bench(
 ) -> BenchResult:
     """Both systems on each scenario, scored alike. `intelligibility=False` skips the
     recogniser's check that the spoken audio says the text (~40% of a scenario's time), for
-    tables that do not report it. `temperature` is the model's text sampling (0: greedy)."""
+    tables that do not report it. `temperature` samples the model's control and text tokens
+    (0: greedy)."""
     tts = EspeakTTS()
     harness = TurnBasedHarness(vad, tts)
     result = BenchResult(suite, [], {s: [] for s in SYSTEMS})
