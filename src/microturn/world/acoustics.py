@@ -9,9 +9,10 @@ the room, the model's own voice as played). `render_mic` passes them through one
 
 Each stage, its range, and how `sample` draws it for train and eval episodes:
 
-* room: a shoebox 3-10 x 3-8 x 2.4-4 m, RT60 0.15-0.9 s, the mic and each speaker
-  >= 0.5 m from the walls and 0.5-4 m apart; one room per episode, one position (so one
-  impulse response) per speaker. Drawn for 35 % of episodes.
+* room: a shoebox 3-10 x 3-8 x 2.4-4 m, RT60 0.15-0.9 s (but no shorter than the room's
+  size allows: a large room rings at least as long as with walls that absorb everything),
+  the mic and each speaker >= 0.5 m from the walls and 0.5-4 m apart; one room per
+  episode, one position (so one impulse response) per speaker. Drawn for 35 % of episodes.
 * noise: white, pink (1/f) or babble (4 talkers of the world's own TTS), SNR 0-30 dB (the
   user's active speech level over the noise's mean power). None 40 %, else 20 % each.
 * echo: the model's voice leaking back (what echo cancellation missed), -40..-20 dB
@@ -206,7 +207,16 @@ def sample_room(rng: np.random.Generator, speakers: int = 3) -> Room:
             if 0.5 <= float(np.linalg.norm(np.subtract(p, mic))) <= 4.0:
                 break
         spots.append(p)
-    return Room(dims, float(rng.uniform(*RT60_RANGE_S)), mic, tuple(spots))
+    rt60 = max(float(rng.uniform(*RT60_RANGE_S)), 1.01 * shortest_rt60(dims))
+    return Room(dims, rt60, mic, tuple(spots))
+
+
+def shortest_rt60(dims: tuple[float, float, float]) -> float:
+    """Sabine's RT60 of a shoebox whose walls absorb everything (pyroomacoustics refuses a
+    shorter one: 10 x 8 x 4 m cannot ring for less than 0.17 s)."""
+    volume = dims[0] * dims[1] * dims[2]
+    surface = 2 * (dims[0] * dims[1] + dims[0] * dims[2] + dims[1] * dims[2])
+    return 24 * np.log(10) * volume / (pra.constants.get("c") * surface)
 
 
 def sample(rng: np.random.Generator) -> Conditions:
