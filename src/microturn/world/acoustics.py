@@ -212,11 +212,11 @@ def sample_room(rng: np.random.Generator, speakers: int = 3) -> Room:
 
 
 def shortest_rt60(dims: tuple[float, float, float]) -> float:
-    """Sabine's RT60 of a shoebox whose walls absorb everything (pyroomacoustics refuses a
-    shorter one: 10 x 8 x 4 m cannot ring for less than 0.17 s)."""
-    volume = dims[0] * dims[1] * dims[2]
-    surface = 2 * (dims[0] * dims[1] + dims[0] * dims[2] + dims[1] * dims[2])
-    return 24 * np.log(10) * volume / (pra.constants.get("c") * surface)
+    """The RT60 of a shoebox whose walls absorb everything, by pyroomacoustics' own Sabine
+    formula (it refuses a shorter one: 10 x 8 x 4 m cannot ring for less than 0.17 s). The
+    absorption it needs goes as 1 / RT60, and the longest RT60 drawn fits any room drawn."""
+    absorption, _ = pra.inverse_sabine(RT60_RANGE_S[1], list(dims))
+    return absorption * RT60_RANGE_S[1]
 
 
 def sample(rng: np.random.Generator) -> Conditions:
