@@ -6,11 +6,12 @@ import torch.nn.functional as F
 
 from microturn.engine.parity import random_batch
 from microturn.model.heads import FlowHead
-from microturn.model.interaction import InteractionModel
+from microturn.model.interaction import PAD, InteractionModel, text_onsets
 from microturn.model.linear import tiled_linear
 from microturn.model.moe import MoEFeedForward
 from microturn.model.trunk import SwiGLU
 from microturn.model.window import AttentionWindow
+from microturn.streams.text import ByteTokenizer
 
 
 @pytest.mark.parametrize(
@@ -125,3 +126,29 @@ def test_moe_training_has_balance_loss(small_cfg):
     model = InteractionModel(cfg).train()
     losses = model(random_batch(cfg, 1, 5))
     assert "moe_aux" in losses and losses["moe_aux"] > 0
+
+
+def test_text_onsets_mark_where_the_model_chooses_what_to_say():
+    P, D = PAD, ByteTokenizer.DELEGATE
+    text = torch.tensor([[[P, P, P, P], [72, 105, P, P], [32, 116, P, P], [P, P, P, P],
+                          [P, 79, 107, P], [D, 119, P, P]]])
+    onsets = text_onsets(text)
+    assert onsets.nonzero().tolist() == [[0, 1, 0], [0, 4, 1]]  # a line's start, a word after a gap
+    text[0, 4] = P  # a delegation after a quiet turn is a choice too
+    assert text_onsets(text).nonzero().tolist() == [[0, 1, 0], [0, 5, 0]]
+
+
+def test_onset_weight_counts_the_onsets_in_the_text_loss(small_model):
+    batch = random_batch(small_model.cfg, batch=2, turns=6)
+    batch.text_out[:, ::2] = PAD  # quiet turns between written ones: every other turn has onsets
+    pred = small_model.predict(small_model.hidden(batch), batch)
+    ce = F.cross_entropy(pred.text_logits.flatten(0, -2).float(), batch.text_out.flatten(),
+                         reduction="none")
+    onset = text_onsets(batch.text_out).flatten()
+    pad = batch.text_out.flatten() == PAD
+    w = torch.where(onset, 5.0, torch.where(pad, 0.5, 1.0))
+    got = small_model(batch, pad_weight=0.5, onset_weight=5.0)["text"]
+    assert onset.any() and torch.allclose(got, (ce * w).sum() / w.sum(), atol=1e-6)
+    plain = small_model(batch, pad_weight=0.5)["text"]  # weight 1: the loss as before, bitwise
+    assert torch.equal(plain, small_model(batch, pad_weight=0.5, onset_weight=1.0)["text"])
+    assert not torch.allclose(got, plain)

@@ -270,6 +270,7 @@ def test_periodic_eval_writes_family_scores_curves_and_keeps_each_model(tmp_path
     for r in evaluated:  # held-out losses per stream and teacher-forced scores per family
         assert all(f"eval_{s}" in r for s in ("control", "text", "audio", "transcript"))
         assert any(k.startswith("fam/turn_taking/") for k in r)
+        assert "fam/turn_taking/onset_acc" in r  # where the model chooses what to say
     assert (tmp_path / "run" / "curves.png").stat().st_size > 10_000
     for step in (2, 4):
         kept = tmp_path / "run" / f"model-{step:05d}.safetensors"
@@ -302,3 +303,20 @@ def test_compute_to_target_extrapolates_a_power_law(tmp_path):
     assert fam["tokens_to_target"] == pytest.approx(100e6, rel=1e-4)  # 0.5 * 100 ** -0.5 = 0.05
     assert fam["more_tokens"] == pytest.approx(90e6, rel=1e-3)
     assert fam["hours"] == pytest.approx(90e6 / 1000 / 3600, rel=1e-3)
+
+
+def test_own_voice_noise_reaches_the_chosen_share_of_turns_and_repeats(tmp_path):
+    """Training can hear its own voice with noise (served, it hears its flow head's frames,
+    not the TTS voice it learned from); the draw is fixed per sample position, so a resumed
+    or sharded run hears the same."""
+    cfg = load_config(write_config(tmp_path, own_voice_noise=0.5))
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    audio = torch.randn(2, 400, 4, 320)
+    batch = type("B", (), {"audio_out": audio})()
+    heard = trainer.own_voice(batch, [0, 1])
+    changed = (heard != audio).flatten(2).any(-1).float().mean()
+    assert 0.4 < float(changed) < 0.6
+    assert torch.equal(heard, trainer.own_voice(batch, [0, 1]))
+    assert not torch.equal(heard[1], trainer.own_voice(batch, [2, 1])[0])
+    plain = load_config(write_config(tmp_path, name="plain"))
+    assert Trainer(plain, tmp_path / "run2", progress=False).own_voice(batch, [0, 1]) is None

@@ -4,6 +4,8 @@ Losses fall mostly on the easy slots (PAD, "still silent"); these scores look on
 something happens, so a learning curve shows when a family's events start to be learned:
 
 * `text_acc`: the model's next byte is right, over the bytes of its lines (not PAD);
+* `onset_acc`: the same over the text onsets only (`text_onsets`: the first byte after a
+  quiet turn, where the model chooses what to say);
 * `switch_acc`: the control is right at the turns where it changes (starting and stopping
   to speak), the moments timing is about;
 * `control_acc`: the control is right over every turn;
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ..model.interaction import PAD, InteractionModel
+from ..model.interaction import PAD, InteractionModel, text_onsets
 from ..streams.turns import TurnBatch
 
 
@@ -36,6 +38,7 @@ def sequence_scores(model: InteractionModel, batch: TurnBatch) -> dict[str, torc
     switch[:, 1:] = ctl[:, 1:] != ctl[:, :-1]
     out = {
         "text_acc": _acc(pred.text_logits, batch.text_out, batch.text_out != PAD),
+        "onset_acc": _acc(pred.text_logits, batch.text_out, text_onsets(batch.text_out)),
         "switch_acc": _acc(pred.control_logits, ctl, switch),
         "control_acc": _acc(pred.control_logits, ctl, torch.ones_like(switch)),
     }

@@ -275,6 +275,25 @@ class Trainer:
             eps.append(torch.randn(n, lay.audio_slots, draws, lay.audio_token_dim, generator=g))
         return torch.stack(ts).to(self.device), torch.stack(eps).to(self.device)
 
+    def own_voice(self, batch: TurnBatch, positions: list[int]) -> torch.Tensor | None:
+        """The frames the model hears of its own voice: in a share `own_voice_noise` of the
+        speaking turns, the target frames plus noise of a random level (0-2 std). Served, it
+        hears what its flow head drew, not the TTS voice it learned from; without this its
+        words lean on that voice (teacher-forced held-out text accuracy 97% with the TTS
+        voice, 93% with its own for one turn, 45% with none), and drift once it derails."""
+        p = self.tc.own_voice_noise
+        if p == 0:
+            return None
+        out = []
+        for b, pos in enumerate(positions):
+            g = torch.Generator().manual_seed(zlib.crc32(f"{self.tc.seed}/voice/{pos}".encode()))
+            frames = batch.audio_out[b]
+            turns = frames.shape[0]
+            level = torch.rand(turns, generator=g) * 2.0 * (torch.rand(turns, generator=g) < p)
+            out.append(frames + level[:, None, None].to(frames) * torch.randn(
+                frames.shape, generator=g).to(frames))
+        return torch.stack(out)
+
     def _batch(self, data, indices: list[int]) -> TurnBatch:
         b = collate(
             [data.get(i) for i in indices], self.cfg.model.layout, _PlainNorm(self.model.mel_norm)
@@ -305,6 +324,8 @@ class Trainer:
                 max(float(count), 1.0) / self.world,
                 self.tc.pad_weight,
                 dict(self.tc.loss_weights),
+                self.tc.onset_weight,
+                self.own_voice(batch, positions) if train else None,
             )
 
     def _mean(self, values: list[float]) -> list[float]:
