@@ -137,18 +137,3 @@ def test_text_onsets_mark_where_the_model_chooses_what_to_say():
     text[0, 4] = P  # a delegation after a quiet turn is a choice too
     assert text_onsets(text).nonzero().tolist() == [[0, 1, 0], [0, 5, 0]]
 
-
-def test_onset_weight_counts_the_onsets_in_the_text_loss(small_model):
-    batch = random_batch(small_model.cfg, batch=2, turns=6)
-    batch.text_out[:, ::2] = PAD  # quiet turns between written ones: every other turn has onsets
-    pred = small_model.predict(small_model.hidden(batch), batch)
-    ce = F.cross_entropy(pred.text_logits.flatten(0, -2).float(), batch.text_out.flatten(),
-                         reduction="none")
-    onset = text_onsets(batch.text_out).flatten()
-    pad = batch.text_out.flatten() == PAD
-    w = torch.where(onset, 5.0, torch.where(pad, 0.5, 1.0))
-    got = small_model(batch, pad_weight=0.5, onset_weight=5.0)["text"]
-    assert onset.any() and torch.allclose(got, (ce * w).sum() / w.sum(), atol=1e-6)
-    plain = small_model(batch, pad_weight=0.5)["text"]  # weight 1: the loss as before, bitwise
-    assert torch.equal(plain, small_model(batch, pad_weight=0.5, onset_weight=1.0)["text"])
-    assert not torch.allclose(got, plain)

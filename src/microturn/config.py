@@ -232,7 +232,6 @@ class TrainConfig:
     dtype: str = "bf16"  # autocast for the forward pass (fp32 master weights): "bf16" or "fp32"
     compile: bool = False  # torch.compile the training forward (pays back after ~100 CPU steps)
     pad_weight: float = 1.0  # a PAD slot of text/transcript counts this much of a real token
-    onset_weight: float = 1.0  # a text onset (model.interaction.text_onsets) counts this much
     own_voice_noise: float = 0.0  # share of speaking turns heard with noise (Trainer.own_voice)
     loss_weights: dict = field(default_factory=dict)  # stream -> weight in the total (default 1)
     family_weights: dict = field(default_factory=dict)  # family -> relative share of episodes
@@ -253,7 +252,6 @@ class TrainConfig:
             (self.eval_every >= 1, "eval_every"),
             (self.dtype in ("bf16", "fp32"), "dtype"),
             (0 <= self.pad_weight <= 1, "pad_weight"),
-            (self.onset_weight > 0, "onset_weight"),
             (0 <= self.own_voice_noise <= 1, "own_voice_noise"),
             (
                 all(isinstance(v, (int, float)) and v >= 0 for v in self.loss_weights.values()),

@@ -21,7 +21,7 @@ Text-like targets are mostly PAD ("nothing now"). In their losses a PAD slot cou
 the many that say nothing. Of the words, the byte that starts writing after a quiet turn
 (`text_onsets`) is where the model chooses *what* to say; the bytes after it follow from
 the line (stage 6, held-out, teacher-forced: 97% of those bytes right, 73% of the
-onsets), so an onset can count `onset_weight` of a byte.
+onsets); the training curves score the onsets apart (`train.scores`).
 """
 
 from __future__ import annotations
@@ -151,14 +151,12 @@ class InteractionModel(nn.Module):
         audio_count: float | None = None,
         pad_weight: float = 1.0,
         weights: dict[str, float] | None = None,
-        onset_weight: float = 1.0,
         own_voice: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Losses per stream. `noise` = (t [B, L, A, draws], eps [B, L, A, draws, D]) fixes the
         flow head's draws; `audio_count` is the speaking-slot count the audio loss averages
         over (default: this batch's), so shards of one batch add up to the whole. `weights`
-        scale each stream's share of the total (1 when absent); a text onset (`text_onsets`)
-        counts `onset_weight` of a byte in the text loss. `own_voice` [B, L, A, D] replaces
+        scale each stream's share of the total (1 when absent). `own_voice` [B, L, A, D] replaces
         the frames the trunk hears of its own voice (the targets stay `batch.audio_out`)."""
         inputs = batch if own_voice is None else dataclasses.replace(batch, audio_out=own_voice)
         pred = self.predict(self.hidden(inputs), batch)
@@ -166,12 +164,7 @@ class InteractionModel(nn.Module):
             "control": F.cross_entropy(
                 pred.control_logits.flatten(0, -2).float(), batch.control.flatten()
             ),
-            "text": token_loss(
-                pred.text_logits,
-                batch.text_out,
-                pad_weight,
-                None if onset_weight == 1.0 else (text_onsets(batch.text_out), onset_weight),
-            ),
+            "text": token_loss(pred.text_logits, batch.text_out, pad_weight),
         }
         if pred.transcript_logits is not None and batch.heard is not None:
             heard = batch.heard.masked_fill(~batch.audio_in_mask[..., None], -100)
@@ -202,22 +195,14 @@ class InteractionModel(nn.Module):
         return losses
 
 
-def token_loss(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    pad_weight: float = 1.0,
-    emphasis: tuple[torch.Tensor, float] | None = None,
-) -> torch.Tensor:
+def token_loss(logits: torch.Tensor, target: torch.Tensor, pad_weight: float = 1.0) -> torch.Tensor:
     """Cross-entropy over token slots, a PAD slot counting `pad_weight` of a real token
-    (targets of -100 are ignored); `emphasis` = (mask like target, w): those slots count w.
-    At 1 and no emphasis it is the plain mean over every slot."""
+    (targets of -100 are ignored). At 1 it is the plain mean over every slot."""
     ce = F.cross_entropy(
         logits.flatten(0, -2).float(), target.flatten(), ignore_index=-100, reduction="none"
     )
     t = target.flatten()
     w = torch.where(t == PAD, pad_weight, 1.0) * t.ne(-100)
-    if emphasis is not None:
-        w = torch.where(emphasis[0].flatten(), emphasis[1], w)
     return (ce * w).sum() / w.sum().clamp(min=1e-6)
 
 

@@ -324,7 +324,6 @@ class Trainer:
                 max(float(count), 1.0) / self.world,
                 self.tc.pad_weight,
                 dict(self.tc.loss_weights),
-                self.tc.onset_weight,
                 self.own_voice(batch, positions) if train else None,
             )
 
