@@ -320,3 +320,26 @@ def test_own_voice_noise_reaches_the_chosen_share_of_turns_and_repeats(tmp_path)
     assert not torch.equal(heard[1], trainer.own_voice(batch, [2, 1])[0])
     plain = load_config(write_config(tmp_path, name="plain"))
     assert Trainer(plain, tmp_path / "run2", progress=False).own_voice(batch, [0, 1]) is None
+
+
+def test_own_voice_benchmark_scores_what_the_model_hears_of_itself(tmp_path):
+    """benchmarks/own_voice.py changes only the model's own voice in the trunk's input: a
+    model deaf to its own voice scores the same with the TTS voice, its own, and silence."""
+    from microturn.model.checkpoint import save_model
+    from microturn.model.interaction import InteractionModel
+
+    model = InteractionModel(load_config(write_config(tmp_path)).model)
+    with torch.no_grad():
+        model.embed.audio_out.weight.zero_()  # its own voice reaches the trunk as nothing
+    save_model(model, tmp_path / "deaf.safetensors")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "own_voice.py"
+    out = tmp_path / "own.json"
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "deaf.safetensors"), "--episodes", "2",
+         "--fp32", "--json", str(out)],
+        check=True, capture_output=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    scores = json.loads(out.read_text())
+    for key in ("inside", "onset", "control"):
+        assert 0 <= scores[f"tts/{key}"] <= 1
+        assert scores[f"tts/{key}"] == scores[f"own/{key}"] == scores[f"silent/{key}"]
