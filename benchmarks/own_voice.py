@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from microturn.config import TrainConfig
 from microturn.model.checkpoint import load_default, load_model
-from microturn.model.interaction import PAD, InteractionModel, text_onsets
+from microturn.model.interaction import PAD, InteractionModel, Predictions, text_onsets
 from microturn.streams.turns import TurnBatch
 from microturn.train.data import WorldData, collate
 from microturn.train.trainer import _PlainNorm
@@ -31,16 +31,18 @@ from microturn.train.trainer import _PlainNorm
 VOICES = ("tts", "own", "silent")
 
 
-def voices(model: InteractionModel, batch: TurnBatch, g: torch.Generator) -> dict:
-    """The three versions of what the trunk hears of its own voice in `batch`."""
+def own_frames(
+    model: InteractionModel, batch: TurnBatch, pred: Predictions, g: torch.Generator
+) -> torch.Tensor:
+    """`batch.audio_out` with every speaking slot replaced by the flow head's draw from the
+    conditions of `pred` (the pass that heard the TTS voice)."""
     speak = batch.audio_out_mask
-    pred = model.predict(model.hidden(batch), batch)
     cond = pred.audio_cond[speak].flatten(0, -2).float()
     x0 = torch.randn(cond.shape[0], batch.audio_out.shape[-1], generator=g)
     drawn = model.mel_norm.bound(model.flow.sample(cond, model.cfg.flow_steps, x0))
     own = batch.audio_out.clone()
     own[speak] = drawn.view(-1, *own.shape[2:]).to(own.dtype)
-    return {"tts": batch.audio_out, "own": own, "silent": torch.zeros_like(batch.audio_out)}
+    return own
 
 
 @torch.no_grad()
@@ -56,9 +58,14 @@ def score(model: InteractionModel, data: WorldData, episodes: int, bf16: bool) -
         )
         onset, real = text_onsets(batch.text_out), batch.text_out != PAD
         with amp:
-            for voice, audio in voices(model, batch, g).items():
+            preds = {"tts": model.predict(model.hidden(batch), batch)}
+            for voice, audio in (
+                ("own", own_frames(model, batch, preds["tts"], g)),
+                ("silent", torch.zeros_like(batch.audio_out)),
+            ):
                 heard = dataclasses.replace(batch, audio_out=audio)
-                pred = model.predict(model.hidden(heard), heard)
+                preds[voice] = model.predict(model.hidden(heard), heard)
+            for voice, pred in preds.items():
                 hit = pred.text_logits.argmax(-1) == batch.text_out
                 ctl = pred.control_logits.argmax(-1) == batch.control
                 for key, h, n in (

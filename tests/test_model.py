@@ -136,4 +136,3 @@ def test_text_onsets_mark_where_the_model_chooses_what_to_say():
     assert onsets.nonzero().tolist() == [[0, 1, 0], [0, 4, 1]]  # a line's start, a word after a gap
     text[0, 4] = P  # a delegation after a quiet turn is a choice too
     assert text_onsets(text).nonzero().tolist() == [[0, 1, 0], [0, 5, 0]]
-

@@ -290,8 +290,8 @@ class Trainer:
             frames = batch.audio_out[b]
             turns = frames.shape[0]
             level = torch.rand(turns, generator=g) * 2.0 * (torch.rand(turns, generator=g) < p)
-            out.append(frames + level[:, None, None].to(frames) * torch.randn(
-                frames.shape, generator=g).to(frames))
+            noise = torch.randn(frames.shape, generator=g) * level[:, None, None]
+            out.append(frames + noise.to(frames))
         return torch.stack(out)
 
     def _batch(self, data, indices: list[int]) -> TurnBatch:
