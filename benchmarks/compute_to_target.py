@@ -51,7 +51,9 @@ def fit(points: list[tuple[float, float]], target: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="run folders, in training order")
-    ap.add_argument("--score", default="text_acc", help="text_acc | onset_acc | switch_acc | transcript_acc")
+    ap.add_argument(
+        "--score", default="text_acc", help="text_acc | onset_acc | switch_acc | transcript_acc"
+    )
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--png", type=Path, help="draw the fits here")
     ap.add_argument("--json", type=Path, help="write the table here")

@@ -343,3 +343,36 @@ def test_own_voice_benchmark_scores_what_the_model_hears_of_itself(tmp_path):
     for key in ("inside", "onset", "control"):
         assert 0 <= scores[f"tts/{key}"] <= 1
         assert scores[f"tts/{key}"] == scores[f"own/{key}"] == scores[f"silent/{key}"]
+
+
+def test_readback_benchmark_splits_tool_use_text_into_its_three_parts(tmp_path):
+    """benchmarks/readback.py labels the acknowledgement, the delegated request and the result
+    line, and scores a checkpoint's held-out bytes in each."""
+    import importlib.util
+
+    from microturn.model.checkpoint import save_model
+    from microturn.model.interaction import InteractionModel
+    from microturn.streams.text import ByteTokenizer
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "readback.py"
+    spec = importlib.util.spec_from_file_location("readback", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    tok, pad = ByteTokenizer(), ByteTokenizer.PAD
+    text = tok.encode("Ok.") + [pad, tok.DELEGATE] + tok.encode("7") + [tok.DELEGATE_END, pad]
+    text += tok.encode("7 is 7.")
+    assert bench.parts(text) == (
+        ["ack"] * 3 + [None] + ["request"] * 3 + [None] + ["result"] * 7
+    )
+    model = InteractionModel(load_config(write_config(tmp_path)).model)
+    save_model(model, tmp_path / "m.safetensors")
+    out = tmp_path / "readback.json"
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "m.safetensors"), "--episodes", "1", "--fp32",
+         "--json", str(out)],
+        check=True, capture_output=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    scores = json.loads(out.read_text())
+    parts = {"ack/bytes", "request/bytes", "request/digits", "result/bytes", "result/digits"}
+    assert parts <= set(scores)
+    assert all(0 <= v <= 1 for v in scores.values())

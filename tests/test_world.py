@@ -124,3 +124,39 @@ def test_real_recording_loads_as_a_timeline(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(InputError, match="alignment"):
         load_recording(tmp_path / "a.wav", tmp_path / "bad.json", LAYOUT)
+
+
+def test_readback_drill_copies_a_typed_request_and_its_streamed_result(tts):
+    """The training-only drills. readback: each typed request is delegated word for word, and
+    the line that says its result starts only once the result has streamed into the background
+    slots (4 bytes a 200 ms turn). dictation: spoken sums the transcript writes as digits. They
+    have no held-out split, and WorldData adds them to training only."""
+    from microturn.config import TrainConfig
+    from microturn.train.data import WorldData
+    from microturn.world.families import DRILL_GENERATORS
+
+    ep = generate("readback", 2, "train", tts=tts)
+    tl = ep.timeline
+    typed, asks, results = tl.of("user_text"), tl.of("delegation"), tl.of("result")
+    assert len(typed) == len(asks) == len(results) >= 1
+    lines = [e for e in tl.of("model_speech") if e.text != "Let me work that out."]
+    for q, ask, res, line in zip(typed, asks, results, lines):
+        assert q.text.rstrip("?").lower() == ask.text
+        value = res.text.split(" is ")[-1]
+        assert line.text.endswith(f" is {value}") and line.t >= res.t + (len(res.text) + 1) / 20
+    with pytest.raises(ConfigError, match="training drill"):
+        generate("readback", 0, "eval", tts=tts)
+    # dictation: spoken sums, which the listening transcript writes as digits
+    ep = generate("dictation", 0, "train", tts=tts)
+    sums = [u.text for u in ep.scenario.user]
+    assert len(sums) >= 3 and all(any(c.isdigit() for c in u) for u in sums)
+    codec, norm = DMelCodec(LAYOUT.dmel_levels), MelNorm(LAYOUT.mel_channels)
+    heard = timeline_to_turns(ep.timeline, LAYOUT, codec, norm).heard
+    written = bytes(t for t in heard.flatten().tolist() if t < 256).decode()
+    assert written.split() == [w.lower().rstrip(".") for u in sums for w in u.split()]
+    cfg = TrainConfig(drills={"readback": 2}, family_weights={"pause": 2})
+    train, held_out = WorldData(LAYOUT, cfg), WorldData(LAYOUT, cfg, "eval")
+    assert train.cycle.count("readback") == 2 and "readback" not in held_out.cycle
+    assert set(DRILL_GENERATORS).isdisjoint(FAMILY_GENERATORS)
+    with pytest.raises(ConfigError, match="train.drills"):
+        WorldData(LAYOUT, TrainConfig(drills={"juggling": 1}))

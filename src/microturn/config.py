@@ -235,6 +235,7 @@ class TrainConfig:
     own_voice_noise: float = 0.0  # share of speaking turns heard with noise (Trainer.own_voice)
     loss_weights: dict = field(default_factory=dict)  # stream -> weight in the total (default 1)
     family_weights: dict = field(default_factory=dict)  # family -> relative share of episodes
+    drills: dict = field(default_factory=dict)  # training-only drill -> share, as family_weights
 
     def __post_init__(self) -> None:
         if isinstance(self.families, list):
@@ -261,6 +262,7 @@ class TrainConfig:
                 all(isinstance(v, (int, float)) and v > 0 for v in self.family_weights.values()),
                 "family_weights",
             ),
+            (all(isinstance(v, (int, float)) and v > 0 for v in self.drills.values()), "drills"),
         ]
         for ok, key in checks:
             if not ok:

@@ -31,7 +31,7 @@ from ..streams.audio import DMelCodec, MelNorm, read_wav
 from ..streams.timeline import Timeline, timeline_to_turns
 from ..streams.turns import Event, TurnBatch
 from ..streams.video import frame_to_patches
-from ..world.families import FAMILY_GENERATORS, generate
+from ..world.families import DRILL_GENERATORS, FAMILY_GENERATORS, generate
 from ..world.tts import EspeakTTS
 
 CACHE_VERSION = "6"  # bump when the world or the stream code changes what an episode renders to
@@ -114,7 +114,17 @@ class WorldData:
         bad = [f for f in self.cfg.family_weights if f not in self.families]
         if bad:
             raise ConfigError(f"train.family_weights: {bad} are not among the trained families")
-        self.cycle = _cycle(self.families, self.cfg.family_weights if self.split == "train" else {})
+        bad = [d for d in self.cfg.drills if d not in DRILL_GENERATORS]
+        if bad:
+            raise ConfigError(
+                f"train.drills: unknown {bad}; expected some of {list(DRILL_GENERATORS)}"
+            )
+        if self.split == "train":  # drills are training-only: the held-out split is the families
+            self.families += list(self.cfg.drills)
+            weights = {**self.cfg.family_weights, **self.cfg.drills}
+        else:
+            weights = {}
+        self.cycle = _cycle(self.families, weights)
         key = json.dumps(
             [CACHE_VERSION, self.layout.__dict__, self.cfg.episode_seconds, self.split],
             sort_keys=True,

@@ -25,6 +25,7 @@ from .draws import (
     SPLITS,
     _draw,
     _form,
+    _held_out,
     _pick,
 )
 from .episode import Episode, EpisodeBuilder
@@ -58,6 +59,9 @@ from .phrases import (
     STORY_ENDS,
 )
 from .tts import EspeakTTS
+
+OPERATORS = {"times": "*", "plus": "+", "minus": "-"}
+BYTES_PER_S = 20  # a text stream's 4 slots a 200 ms turn
 
 
 def _gap(b: EpisodeBuilder) -> float:
@@ -262,17 +266,24 @@ def proactive(b: EpisodeBuilder) -> None:
 
 
 # ---- background model --------------------------------------------------------------------
-def tool_use(b: EpisodeBuilder) -> None:
-    x, y, op = _draw(  # one request in four has a three-digit first number ("347 times 29")
-        b,
-        lambda: (
-            int(b.rng.integers(100, 1000) if b.rng.random() < 0.25 else b.rng.integers(11, 40)),
-            int(b.rng.integers(11, 40)),
-            _pick(b, ("times", "plus", "minus")),
-        ),
+def _spoken_request(b: EpisodeBuilder) -> tuple[int, int, str]:
+    """One request in four has a three-digit first number ("347 times 29")."""
+    return (
+        int(b.rng.integers(100, 1000) if b.rng.random() < 0.25 else b.rng.integers(11, 40)),
+        int(b.rng.integers(11, 40)),
+        _pick(b, ("times", "plus", "minus")),
     )
-    expr = f"{x} {dict(times='*', plus='+', minus='-')[op]} {y}"
-    value = spoken_number(calculate(expr))
+
+
+def _arithmetic(x: int, y: int, op: str) -> tuple[str, str]:
+    """("347 * 29", "10,063"): the calculator's expression and the result as it is said."""
+    expr = f"{x} {OPERATORS[op]} {y}"
+    return expr, spoken_number(calculate(expr))
+
+
+def tool_use(b: EpisodeBuilder) -> None:
+    x, y, op = _draw(b, lambda: _spoken_request(b))
+    expr, value = _arithmetic(x, y, op)
     u = b.user(
         f"What is {x} {op} {y}?", float(b.rng.uniform(0.3, 0.8)), answer=f"{x} {op} {y} is {value}."
     )
@@ -288,6 +299,65 @@ def tool_use(b: EpisodeBuilder) -> None:
     b.say(f"{x} {op} {y} is {value}.", free)
     b.targets = {"answer": value}
 
+
+# ---- drills: training-only episodes, dense in one skill -------------------------------------
+
+
+def readback(b: EpisodeBuilder) -> None:
+    """Reading a background result back, once or twice an episode: a typed arithmetic
+    request (so the drill is copying, not listening) is delegated word for word, and its
+    result, streamed into the background slots, is said back digit for digit. tool_use gives
+    one such copy an episode behind a spoken question; this gives up to two, with numbers up
+    to 999 (none of tool_use's held-out combinations), so the words have to come from the
+    slots, not from memory. Training only: the bench scores tool_use."""
+    t = float(b.rng.uniform(0.3, 0.8))
+    while t < b.duration - 8.0:  # a round takes 6-9 s; one that runs over is redrawn
+        x, y, op = _training_request(b, lambda: _typed_request(b))
+        expr, value = _arithmetic(x, y, op)
+        question = f"What is {x} {op} {y}?"
+        b.typed(t, question)
+        said = b.say("Let me work that out.", t + 0.4 + len(question) / 20 * 0.2).end
+        latency = float(b.rng.uniform(0.6, 1.5))
+        result = f"{_say(expr)} is {value}."
+        b.delegate(said, f"what is {x} {op} {y}", result, latency)
+        # said once "t1: <result>" has streamed in, 4 bytes a turn
+        free = said + latency + (len(result) + 5) / BYTES_PER_S + 0.2
+        t = b.say(f"{x} {op} {y} is {value}.", free).end + float(b.rng.uniform(0.4, 1.0))
+
+
+def _typed_request(b: EpisodeBuilder) -> tuple[int, int, str]:
+    digits = int(b.rng.choice(3, p=(0.2, 0.45, 0.35))) + 1, int(b.rng.choice((1, 2, 2)))
+    x, y = (int(b.rng.integers(10 ** (d - 1), 10**d)) for d in digits)
+    return x, y, _pick(b, ("times", "plus", "minus"))
+
+
+def _training_request(b: EpisodeBuilder, draw: Callable[[], tuple]) -> tuple[int, int, str]:
+    """A drill's request: never one of tool_use's held-out combinations."""
+    for _ in range(100):
+        combo = draw()
+        if not _held_out("tool_use", combo):
+            return combo
+    raise ConfigError(f"{b.family}: no training combination among 100 draws")
+
+
+def dictation(b: EpisodeBuilder) -> None:
+    """Numbers heard, densely: the user reads out sums to note down ("347 times 29."), drawn
+    as tool_use's spoken requests are, and the model backchannels between them. The listening
+    transcript writes each as digits: the hearing half of tool_use, four or five times an
+    episode instead of once. Training only."""
+    t = float(b.rng.uniform(0.3, 0.8))
+    while t < b.duration - 4.0:  # a slow three-digit sum takes up to 3.5 s
+        x, y, op = _training_request(b, lambda: _spoken_request(b))
+        u = b.user(f"{x} {op} {y}.", t)
+        if b.rng.random() < 0.7:
+            b.say(_pick(b, BACKCHANNELS), u.end + float(b.rng.uniform(0.1, 0.25)))
+        t = u.end + float(b.rng.uniform(0.6, 1.1))
+
+
+DRILL_GENERATORS: dict[str, Callable[[EpisodeBuilder], None]] = {
+    "readback": readback,
+    "dictation": dictation,
+}
 
 FAMILY_GENERATORS: dict[str, Callable[[EpisodeBuilder], None]] = {
     "turn_taking": turn_taking,
@@ -319,10 +389,14 @@ def generate(
     """Episode `index` of a family's split. `extras` adds a distant second speaker to some
     episodes; `conditions` fixes the acoustics (default: drawn, `world.acoustics.sample`).
     A draw that does not fit in `duration` is redrawn."""
-    if family not in FAMILY_GENERATORS:
+    make = FAMILY_GENERATORS.get(family) or DRILL_GENERATORS.get(family)
+    if make is None:
         raise ConfigError(
             f"unknown family {family!r}; expected one of {', '.join(FAMILY_GENERATORS)}"
+            f" (or a training drill: {', '.join(DRILL_GENERATORS)})"
         )
+    if family in DRILL_GENERATORS and split != "train":
+        raise ConfigError(f"{family} is a training drill: it has no {split} split")
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     tts = tts or EspeakTTS()
@@ -338,7 +412,7 @@ def generate(
             conditions=conditions,
         )
         try:
-            FAMILY_GENERATORS[family](b)
+            make(b)
             if extras and family != "not_addressed" and rng.random() < 0.15:
                 b.other(_pick(b, OTHER_LINES), float(rng.uniform(0.0, duration - 3.0)), gain=0.15)
         except ConfigError:

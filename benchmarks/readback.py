@@ -1,0 +1,86 @@
+"""Where tool use breaks: hearing the request, or reading the result back.
+
+In a held-out tool_use episode the model writes three things: the acknowledgement ("Let me
+work that out."), the delegation (`<delegate>what is 434 minus 39</delegate>`, whose words
+it must have heard), and the result line ("434 minus 39 is 395."), whose words sit in its
+background slots when it says them. Teacher-forced, this scores each part's bytes, and their
+digits apart: a model that hears numbers writes the request's digits; one that copies from
+its slots writes the result's.
+
+    python benchmarks/readback.py default --episodes 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from tqdm import tqdm
+
+from microturn.config import TrainConfig
+from microturn.model.checkpoint import load_default, load_model
+from microturn.model.interaction import PAD
+from microturn.streams.text import ByteTokenizer
+from microturn.train.data import WorldData, collate
+from microturn.train.trainer import _PlainNorm
+
+PARTS = ("ack", "request", "result")
+TOK = ByteTokenizer()
+
+
+def parts(text: list[int]) -> list[str | None]:
+    """The part each slot of a flattened text stream belongs to (None for PAD)."""
+    part, out = "ack", []
+    for t in text:
+        part = "request" if t == TOK.DELEGATE else part
+        out.append(None if t == PAD else part)
+        part = "result" if t == TOK.DELEGATE_END else part
+    return out
+
+
+@torch.no_grad()
+def score(model, data: WorldData, episodes: list[int], bf16: bool) -> dict[str, float]:
+    counts = {f"{p}/{k}": [0, 0] for p in PARTS for k in ("bytes", "digits")}
+    for i in tqdm(episodes, desc="held-out tool_use", unit="ep"):
+        batch = collate([data.get(i)], model.cfg.layout, _PlainNorm(model.mel_norm))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model.predict(model.hidden(batch), batch).text_logits
+        text = batch.text_out[0].flatten().tolist()
+        hits = (logits.argmax(-1) == batch.text_out)[0].flatten().tolist()
+        for t, hit, part in zip(text, hits, parts(text)):
+            if part is None:
+                continue
+            keys = [f"{part}/bytes"] + ([f"{part}/digits"] if chr(t).isdigit() else [])
+            for key in keys:
+                counts[key][0] += hit
+                counts[key][1] += 1
+    return {k: h / n for k, (h, n) in counts.items() if n}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("checkpoint", help="a model checkpoint, or 'default' (the shipped model)")
+    ap.add_argument("--episodes", type=int, default=20, help="held-out tool_use episodes")
+    ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    ap.add_argument("--json", help="write the scores here")
+    args = ap.parse_args()
+    model = (load_default() if args.checkpoint == "default" else load_model(args.checkpoint)).eval()
+    data = WorldData(model.cfg.layout, TrainConfig(), "eval")
+    picked, i = [], 0
+    while len(picked) < args.episodes:
+        picked += [i] if data.family_of(i)[0] == "tool_use" else []
+        i += 1
+    data.ensure(picked, True)
+    scores = score(model, data, picked, not args.fp32)
+    print(f"{'part':8s} {'bytes':>6s} {'digits':>7s}")
+    show = lambda key: f"{scores[key]:.3f}" if key in scores else "-"
+    for p in PARTS:
+        print(f"{p:8s} {show(f'{p}/bytes'):>6s} {show(f'{p}/digits'):>7s}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(scores, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
