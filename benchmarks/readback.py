@@ -3,9 +3,10 @@
 In a held-out tool_use episode the model writes three things: the acknowledgement ("Let me
 work that out."), the delegation (`<delegate>what is 434 minus 39</delegate>`, whose words
 it must have heard), and the result line ("434 minus 39 is 395."), whose words sit in its
-background slots when it says them. Teacher-forced, this scores each part's bytes, and their
-digits apart: a model that hears numbers writes the request's digits; one that copies from
-its slots writes the result's.
+background slots when it says them; its listening transcript writes the user's words
+("what is 434 minus 39"). Teacher-forced, this scores each part's bytes, and their digits
+apart: a model that hears numbers writes the transcript's and the request's digits; one that
+copies from its slots writes the result's.
 
     python benchmarks/readback.py default --episodes 20
 """
@@ -25,7 +26,7 @@ from microturn.streams.text import ByteTokenizer
 from microturn.train.data import WorldData, collate
 from microturn.train.trainer import _PlainNorm
 
-PARTS = ("ack", "request", "result")
+PARTS = ("ack", "request", "result", "heard")
 TOK = ByteTokenizer()
 
 
@@ -45,10 +46,16 @@ def score(model, data: WorldData, episodes: list[int], bf16: bool) -> dict[str, 
     for i in tqdm(episodes, desc="held-out tool_use", unit="ep"):
         batch = collate([data.get(i)], model.cfg.layout, _PlainNorm(model.mel_norm))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model.predict(model.hidden(batch), batch).text_logits
+            pred = model.predict(model.hidden(batch), batch)
         text = batch.text_out[0].flatten().tolist()
-        hits = (logits.argmax(-1) == batch.text_out)[0].flatten().tolist()
-        for t, hit, part in zip(text, hits, parts(text)):
+        hits = (pred.text_logits.argmax(-1) == batch.text_out)[0].flatten().tolist()
+        labels = parts(text)
+        if pred.transcript_logits is not None:  # what it wrote of the user's words, as heard
+            heard = batch.heard[0].flatten().tolist()
+            text += heard
+            hits += (pred.transcript_logits.argmax(-1) == batch.heard)[0].flatten().tolist()
+            labels += [None if t == PAD else "heard" for t in heard]
+        for t, hit, part in zip(text, hits, labels):
             if part is None:
                 continue
             keys = [f"{part}/bytes"] + ([f"{part}/digits"] if chr(t).isdigit() else [])
