@@ -113,6 +113,10 @@ def test_embedded_agent_uses_the_conversation():
         "calculate",
         {"expression": "2 + 3"},
     )  # the request wins when it says something
+    # the transcript writes "29" as the model starts its reply: one question, split by it
+    split = heard[:4] + [Event(1.6, "model_word", "Let"), Event(1.6, "heard_word", "29")]
+    ctx = ContextPackage.from_events("t6", "what is 275 tis 33", 2.5, split)
+    assert agent.plan(ctx) == ("calculate", {"expression": "347 * 29"})
     lookup = ContextPackage.from_events("t5", "capital of France", 2.5, heard[:2])
     assert agent.plan(lookup) == ("lookup", {"query": "capital of France"})
 

@@ -74,10 +74,11 @@ class EmbeddedAgent:
         if re.search(r"\b(date|what day)\b|\btoday\b", text):
             return "current_date", {}
         expr = self._arithmetic(text, ctx)
-        if expr is None and (asked := _last_user_words(ctx)):
+        for asked in _last_user_words(ctx) if expr is None else []:
             # the model's request is garbled or bare ("work that out"): the user's own last
             # words, as the model heard them, say what to work out
-            expr = self._arithmetic(asked.lower(), ctx)
+            if (expr := self._arithmetic(asked.lower(), ctx)) is not None:
+                break
         if expr is not None:
             return "calculate", {"expression": expr}
         return "lookup", {"query": ctx.request}
@@ -120,9 +121,18 @@ class EmbeddedAgent:
             yield chunk
 
 
-def _last_user_words(ctx: ContextPackage) -> str | None:
-    rows = [r for r in ctx.transcript if r["kind"] in ("user_word", "user_text")]
-    return rows[-1]["text"] if rows else None
+def _last_user_words(ctx: ContextPackage) -> list[str]:
+    """The user's last utterance, then all their words since the last exchange with the
+    background model. A heard word is stamped when the transcript writes it, up to two turns
+    after it was said, so the model's reply can land between the words of one question
+    ("347 times" / "Let" / "29")."""
+    since: list[str] = []
+    for r in ctx.transcript:
+        if r["kind"] == "result" or (r["kind"] == "delegation" and r["t"] < ctx.now):
+            since = []
+        elif r["kind"] in ("user_word", "user_text"):
+            since.append(r["text"])
+    return since[-1:] + ([" ".join(since)] if len(since) > 1 else [])
 
 
 def _is_unit(word: str) -> bool:
