@@ -6,7 +6,8 @@ stay quiet through a mid-sentence pause, stop within a turn when talked over, ba
 in the user's pauses, speak on time and on cue. `generate(family, index, split)` seeds
 each episode from (split, family, index), so train and eval never share an episode.
 What the families say is in `phrases.py`; how they draw it, with the instruction
-combinations held out for the eval split, in `draws.py`.
+combinations held out for the eval split, in `draws.py`. Drills (`DRILL_GENERATORS`) are
+training-only generators dense in one skill, added beside the families by `train.drills`.
 """
 
 from __future__ import annotations
