@@ -14,19 +14,16 @@ voice scores close to the first column in the second.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 
 import torch
 from tqdm import tqdm
 
-from microturn.config import TrainConfig
-from microturn.model.checkpoint import load_default, load_model
 from microturn.model.interaction import PAD, InteractionModel, Predictions, text_onsets
 from microturn.streams.turns import TurnBatch
-from microturn.train.data import WorldData, collate
-from microturn.train.trainer import _PlainNorm
+from microturn.train.data import WorldData
+from microturn.train.scores import held_out_batch, held_out_command
 
 VOICES = ("tts", "own", "silent")
 
@@ -51,11 +48,7 @@ def score(model: InteractionModel, data: WorldData, episodes: int, bf16: bool) -
     g = torch.Generator().manual_seed(0)
     amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     for i in tqdm(range(0, episodes, 4), desc="held-out batches", unit="batch"):
-        batch = collate(
-            [data.get(j) for j in range(i, min(episodes, i + 4))],
-            model.cfg.layout,
-            _PlainNorm(model.mel_norm),
-        )
+        batch = held_out_batch(model, data, list(range(i, min(episodes, i + 4))))
         onset, real = text_onsets(batch.text_out), batch.text_out != PAD
         with amp:
             preds = {"tts": model.predict(model.hidden(batch), batch)}
@@ -79,14 +72,7 @@ def score(model: InteractionModel, data: WorldData, episodes: int, bf16: bool) -
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("checkpoint", help="a model checkpoint, or 'default' (the shipped model)")
-    ap.add_argument("--episodes", type=int, default=56, help="held-out episodes (eval split)")
-    ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
-    ap.add_argument("--json", help="write the scores here")
-    args = ap.parse_args()
-    model = (load_default() if args.checkpoint == "default" else load_model(args.checkpoint)).eval()
-    data = WorldData(model.cfg.layout, TrainConfig(), "eval")
+    args, model, data = held_out_command(__doc__, 56, "held-out episodes (eval split)")
     data.ensure(range(args.episodes), True)
     scores = score(model, data, args.episodes, not args.fp32)
     print(f"{'voice heard':12s} {'inside lines':>12s} {'onsets':>8s} {'control':>8s}")

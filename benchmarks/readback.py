@@ -13,18 +13,15 @@ copies from its slots writes the result's.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import torch
 from tqdm import tqdm
 
-from microturn.config import TrainConfig
-from microturn.model.checkpoint import load_default, load_model
 from microturn.model.interaction import PAD
 from microturn.streams.text import ByteTokenizer
-from microturn.train.data import WorldData, collate
-from microturn.train.trainer import _PlainNorm
+from microturn.train.data import WorldData
+from microturn.train.scores import held_out_batch, held_out_command
 
 PARTS = ("ack", "request", "result", "heard")
 TOK = ByteTokenizer()
@@ -44,7 +41,7 @@ def parts(text: list[int]) -> list[str | None]:
 def score(model, data: WorldData, episodes: list[int], bf16: bool) -> dict[str, float]:
     counts = {f"{p}/{k}": [0, 0] for p in PARTS for k in ("bytes", "digits")}
     for i in tqdm(episodes, desc="held-out tool_use", unit="ep"):
-        batch = collate([data.get(i)], model.cfg.layout, _PlainNorm(model.mel_norm))
+        batch = held_out_batch(model, data, [i])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = model.predict(model.hidden(batch), batch)
         text = batch.text_out[0].flatten().tolist()
@@ -66,14 +63,7 @@ def score(model, data: WorldData, episodes: list[int], bf16: bool) -> dict[str, 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("checkpoint", help="a model checkpoint, or 'default' (the shipped model)")
-    ap.add_argument("--episodes", type=int, default=20, help="held-out tool_use episodes")
-    ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
-    ap.add_argument("--json", help="write the scores here")
-    args = ap.parse_args()
-    model = (load_default() if args.checkpoint == "default" else load_model(args.checkpoint)).eval()
-    data = WorldData(model.cfg.layout, TrainConfig(), "eval")
+    args, model, data = held_out_command(__doc__, 20, "held-out tool_use episodes")
     picked, i = [], 0
     while len(picked) < args.episodes:
         picked += [i] if data.family_of(i)[0] == "tool_use" else []

@@ -96,6 +96,16 @@ def collate(items: list[dict[str, torch.Tensor]], layout: TurnLayout, norm: MelN
     )
 
 
+class PlainNorm:
+    """The mel statistics as CPU tensors, for collating batches before they move to the device."""
+
+    def __init__(self, norm) -> None:
+        self.mean, self.std = norm.mean.detach().cpu().clone(), norm.std.detach().cpu().clone()
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 @dataclass
 class WorldData:
     """Episodes 0..n-1 of a split, families interleaved, rendered once and cached."""

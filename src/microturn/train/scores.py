@@ -16,10 +16,15 @@ A sequence with no such slot scores NaN for that key (the caller skips it).
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 
+from ..config import TrainConfig
+from ..model.checkpoint import load_default, load_model
 from ..model.interaction import PAD, InteractionModel, text_onsets
 from ..streams.turns import TurnBatch
+from .data import PlainNorm, WorldData, collate
 
 
 def _acc(logits: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
@@ -46,3 +51,24 @@ def sequence_scores(model: InteractionModel, batch: TurnBatch) -> dict[str, torc
         heard = (batch.heard != PAD) & batch.audio_in_mask[..., None]
         out["transcript_acc"] = _acc(pred.transcript_logits, batch.heard, heard)
     return {k: v.float().cpu() for k, v in out.items()}
+
+
+# ---- the teacher-forced benchmarks' shared edge (benchmarks/own_voice.py, readback.py) -----
+def held_out_command(
+    doc: str, episodes: int, episodes_help: str
+) -> tuple[argparse.Namespace, InteractionModel, WorldData]:
+    """Parse CHECKPOINT ('default': the shipped model), --episodes, --fp32 and --json; return
+    them with the model (eval mode) and the eval split's episodes."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("checkpoint", help="a model checkpoint, or 'default' (the shipped model)")
+    ap.add_argument("--episodes", type=int, default=episodes, help=episodes_help)
+    ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    ap.add_argument("--json", help="write the scores here")
+    args = ap.parse_args()
+    model = load_default() if args.checkpoint == "default" else load_model(args.checkpoint)
+    return args, model.eval(), WorldData(model.cfg.layout, TrainConfig(), "eval")
+
+
+def held_out_batch(model: InteractionModel, data: WorldData, indices: list[int]) -> TurnBatch:
+    """Episodes `indices` of `data` as one batch, normalised with the model's statistics."""
+    return collate([data.get(i) for i in indices], model.cfg.layout, PlainNorm(model.mel_norm))

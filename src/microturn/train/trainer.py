@@ -36,7 +36,7 @@ from ..model.checkpoint import atomic_save, config_diff, save_model
 from ..model.interaction import InteractionModel
 from ..streams.turns import TurnBatch
 from .curves import plot_curves
-from .data import RecordingData, WorldData, collate
+from .data import PlainNorm, RecordingData, WorldData, collate
 from .scores import sequence_scores
 
 STREAMS = ("control", "text", "audio", "transcript")
@@ -296,7 +296,7 @@ class Trainer:
 
     def _batch(self, data, indices: list[int]) -> TurnBatch:
         b = collate(
-            [data.get(i) for i in indices], self.cfg.model.layout, _PlainNorm(self.model.mel_norm)
+            [data.get(i) for i in indices], self.cfg.model.layout, PlainNorm(self.model.mel_norm)
         )
         return TurnBatch(
             **{
@@ -460,13 +460,3 @@ class Trainer:
             if ln.strip() and json.loads(ln)["step"] <= self.step
         ]
         path.write_text("".join(ln + "\n" for ln in keep))
-
-
-class _PlainNorm:
-    """The mel statistics as CPU tensors, for collating batches before they move to the device."""
-
-    def __init__(self, norm) -> None:
-        self.mean, self.std = norm.mean.detach().cpu().clone(), norm.std.detach().cpu().clone()
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
