@@ -30,7 +30,11 @@ def small_cfg() -> ModelConfig:
 
 @pytest.fixture
 def small_model(small_cfg) -> InteractionModel:
-    return InteractionModel(small_cfg).eval()
+    """Its byte-history tables (zero at init) made random, so parity tests exercise them."""
+    model = InteractionModel(small_cfg).eval()
+    for emb in model.embed.history.values():
+        torch.nn.init.normal_(emb.weight, std=0.02)
+    return model
 
 
 def tone(seconds: float, rate: int = 16_000, freq: float = 220.0) -> np.ndarray:

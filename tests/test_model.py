@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from microturn.engine.parity import random_batch
+from microturn.model.fusion import byte_history, stream_history
 from microturn.model.heads import FlowHead
 from microturn.model.interaction import PAD, InteractionModel, text_onsets
 from microturn.model.linear import tiled_linear
@@ -136,3 +137,26 @@ def test_text_onsets_mark_where_the_model_chooses_what_to_say():
     assert onsets.nonzero().tolist() == [[0, 1, 0], [0, 4, 1]]  # a line's start, a word after a gap
     text[0, 4] = P  # a delegation after a quiet turn is a choice too
     assert text_onsets(text).nonzero().tolist() == [[0, 1, 0], [0, 5, 0]]
+
+
+def test_byte_history_gives_each_slot_the_bytes_before_it_across_gaps_and_turns(small_model):
+    a, b, c, d = (ord(x) for x in "abcd")
+    tokens = torch.tensor([[a, PAD, b, c, PAD, d]])
+    last, before = byte_history(tokens, inclusive=False)
+    assert last.tolist() == [[PAD, a, a, b, c, c]] and before.tolist() == [[PAD, PAD, PAD, a, b, b]]
+    last, before = byte_history(tokens, inclusive=True)
+    assert last.tolist() == [[a, a, b, c, c, d]] and before.tolist() == [[PAD, PAD, a, b, b, c]]
+    # over turns [B, L, S]: one call on the whole sequence == turn by turn with the bytes carried
+    seq = torch.randint(0, 272, (2, 5, 4)).masked_fill(torch.rand(2, 5, 4) < 0.4, PAD)
+    for inclusive in (False, True):
+        whole, _ = stream_history(seq, inclusive)
+        carried = None
+        for t in range(5):
+            (last, before), carried = stream_history(seq[:, t : t + 1], inclusive, carried)
+            assert torch.equal(last, whole[0][:, t : t + 1]), (inclusive, t)
+            assert torch.equal(before, whole[1][:, t : t + 1]), (inclusive, t)
+    # the tables learn: a training step reaches all four
+    small_model.train()
+    small_model(random_batch(small_model.cfg, 2, 6, seed=3))["loss"].backward()
+    for name, emb in small_model.embed.history.items():
+        assert emb.weight.grad is not None and emb.weight.grad.abs().sum() > 0, name

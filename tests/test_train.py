@@ -219,6 +219,25 @@ def test_init_from_starts_a_run_from_trained_weights(tmp_path):
         Trainer(load_config(wide), tmp_path / "third", progress=False)
 
 
+def test_init_from_a_model_without_byte_history_starts_from_its_function(tmp_path):
+    from microturn.model.checkpoint import save_model
+    from microturn.model.interaction import InteractionModel
+
+    old_cfg = load_config(write_config(tmp_path, "old", model=MODEL + "byte_history = false\n"))
+    old = InteractionModel(old_cfg.model)
+    save_model(old, tmp_path / "old.safetensors")
+    new = Trainer(
+        load_config(write_config(tmp_path, steps=5, init_from=str(tmp_path / "old.safetensors"))),
+        tmp_path / "run",
+        progress=False,
+    ).model
+    state, old_state = new.state_dict(), old.state_dict()
+    history = [k for k in state if k.startswith("embed.history.")]
+    assert len(history) == 4 and all(state[k].eq(0).all() for k in history)
+    assert set(state) - set(history) == set(old_state)
+    assert all(torch.equal(v, state[k]) for k, v in old_state.items()), "weights differ"
+
+
 def test_render_workers_cache_what_one_process_renders(tmp_path):
     """Episodes rendered in a pool of processes are the ones a single process renders."""
     from safetensors.torch import load_file

@@ -137,6 +137,7 @@ class ModelConfig:
     hmlp_width: int = 256
     batch_invariant: bool = True  # fixed-tile GEMMs: bitwise train == infer on CPU
     transcript_head: bool = True  # the listening transcript: a byte per audio-in slot
+    byte_history: bool = True  # text slots carry the two bytes before them (model.fusion)
 
     def __post_init__(self) -> None:
         if isinstance(self.layout, dict):  # built from TOML / JSON
@@ -187,6 +188,7 @@ class ModelConfig:
     def from_json(cls, text: str) -> "ModelConfig":
         data = json.loads(text)
         data.setdefault("transcript_head", False)  # stored before the head existed: it has none
+        data.setdefault("byte_history", False)  # likewise
         return _build(cls, data, "model")
 
 

@@ -15,6 +15,7 @@ import torch
 
 from ..config import EngineConfig
 from ..errors import ConfigError
+from ..model.fusion import History, stream_history
 from ..model.interaction import InteractionModel, Predictions
 from ..model.linear import TILE
 from ..model.trunk import KVStep
@@ -23,7 +24,7 @@ from .graphs import CudaGraphRunner, GraphCache, Runner, buckets
 from .kv import KVPool
 from .precision import inference_copy, is_parity_mode, parse_device, parse_dtype
 from .sampling import sample_tokens
-from .session import SamplerSettings, Session
+from .session import TEXT_STREAMS, SamplerSettings, Session
 
 
 @dataclass
@@ -148,7 +149,18 @@ class Engine:
         base = turn * tpt
         a0 = n_in + 1 + n_text  # first audio slot in the turn
         # 1. IN_k, led by the previous turn's audio slots (nothing is predicted from them)
-        x = m.embed.embed_in(turn, *self._stack_inputs(inputs))
+        stacked = self._stack_inputs(inputs)
+        carried = {  # each text stream's last two bytes, per session (model.fusion)
+            n: torch.stack([s.history[n] for s in sessions]).to(dev) for n in TEXT_STREAMS
+        } if m.embed.history else {}
+        hist: dict[str, History | None] = dict.fromkeys(("user_text", "background", "text"))
+        for name, tokens in (("user_text", stacked[4]), ("background", stacked[5])):
+            if carried:
+                (last, before), carried[name] = stream_history(
+                    tokens[:, None], False, carried[name]
+                )
+                hist[name] = (last[:, 0], before[:, 0])
+        x = m.embed.embed_in(turn, *stacked, hist["user_text"], hist["background"])
         pos = base[:, None] + torch.arange(n_in, device=dev)
         valid = torch.ones(pos.shape, dtype=torch.bool, device=dev)
         if any(s.deferred is not None for s in sessions):
@@ -176,7 +188,9 @@ class Engine:
         #    session's generator) is fed back
         ctrl_logits = m.control_head(h)
         control = self._choose(sessions, ctrl_logits, [f.control if f else None for f in forced])
-        h = feed(0, m.embed.out_content("control", control.to(dev)))
+        if carried:  # the control slot carries the bytes written before this turn
+            hist["text"] = (carried["text_out"][:, 1], carried["text_out"][:, 0])
+        h = feed(0, m.embed.out_content("control", control.to(dev), history=hist["text"]))
         text_logits, text = [], []
         for j in range(n_text):
             logits = m.text_head(h)
@@ -185,7 +199,13 @@ class Engine:
             )
             text_logits.append(logits)
             text.append(tok)
-            h = feed(1 + j, m.embed.out_content("text_out", tok[:, None].to(dev)))
+            tok_d = tok[:, None].to(dev)
+            if carried:
+                (last, before), carried["text_out"] = stream_history(
+                    tok_d[:, None], True, carried["text_out"]
+                )
+                hist["text"] = (last[:, 0], before[:, 0])
+            h = feed(1 + j, m.embed.out_content("text_out", tok_d, history=hist["text"]))
         # 3. audio: the flow head draws each slot's frame, conditioned on the state after the
         #    text and on the frame before; the frames enter the trunk with the next turn
         speak = control == SPEAK
@@ -206,6 +226,7 @@ class Engine:
         for b, s in enumerate(sessions):
             s.deferred = deferred[b]
             s.last_frame = frames[b, -1]
+            s.history = {n: c[b].cpu() for n, c in carried.items()} or s.history
             s.turn += 1
             outputs.append(
                 TurnOutput(

@@ -14,17 +14,26 @@ import torch
 
 from ..config import EngineConfig, ModelConfig
 from ..model.interaction import InteractionModel
+from ..streams.text import ByteTokenizer
 from ..streams.turns import TurnBatch
 from .engine import Engine
+
+PAD = ByteTokenizer.PAD
 
 
 def random_batch(
     cfg: ModelConfig, batch: int, turns: int, seed: int = 0, speak: float = 0.5
 ) -> TurnBatch:
-    """Random slots in every stream; some turns with no audio or no video, some speaking."""
+    """Random slots in every stream; some turns with no audio or no video, some speaking, and
+    a third of the text slots PAD (so byte histories skip gaps, as in real text)."""
     g = torch.Generator().manual_seed(seed)
     lay = cfg.layout
     r = lambda *shape: torch.rand(*shape, generator=g)
+
+    def text(slots: int) -> torch.Tensor:
+        ids = torch.randint(0, cfg.vocab_size, (batch, turns, slots), generator=g)
+        return ids.masked_fill(r(batch, turns, slots) < 1 / 3, PAD)
+
     return TurnBatch(
         turn_index=torch.arange(turns)[None].expand(batch, -1).clone(),
         audio_in=torch.randint(
@@ -33,14 +42,10 @@ def random_batch(
         audio_in_mask=r(batch, turns) > 0.2,
         video=torch.randn(batch, turns, lay.video_slots, 3, 40, 40, generator=g),
         video_mask=r(batch, turns) > 0.5,
-        user_text=torch.randint(
-            0, cfg.vocab_size, (batch, turns, lay.user_text_slots), generator=g
-        ),
-        background=torch.randint(
-            0, cfg.vocab_size, (batch, turns, lay.background_slots), generator=g
-        ),
+        user_text=text(lay.user_text_slots),
+        background=text(lay.background_slots),
         control=(r(batch, turns) < speak).long(),
-        text_out=torch.randint(0, cfg.vocab_size, (batch, turns, lay.text_out_slots), generator=g),
+        text_out=text(lay.text_out_slots),
         audio_out=torch.randn(batch, turns, lay.audio_slots, lay.audio_token_dim, generator=g),
     )
 

@@ -9,7 +9,15 @@ import torch
 
 from ..config import EngineConfig, TurnLayout
 from ..streams.audio import DMelCodec, MelNorm
+from ..streams.text import ByteTokenizer
 from ..streams.turns import TurnPacker, TurnUnpacker
+
+TEXT_STREAMS = ("user_text", "background", "text_out")
+
+
+def no_history() -> dict[str, torch.Tensor]:
+    """Each text stream's last two bytes (oldest first), PAD before any: model.fusion."""
+    return {n: torch.full((2,), ByteTokenizer.PAD, dtype=torch.long) for n in TEXT_STREAMS}
 
 
 @dataclass
@@ -40,6 +48,7 @@ class Session:
     )
     last_frame: torch.Tensor | None = None  # the last audio frame it spoke (zeros after silence)
     rng: torch.Generator = field(default_factory=torch.Generator)
+    history: dict[str, torch.Tensor] = field(default_factory=no_history)  # byte history carried
     closed: bool = False
 
     def __post_init__(self) -> None:

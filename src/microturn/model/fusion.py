@@ -4,6 +4,12 @@ dMel audio is a bag of per-(frame, channel, level) embeddings; video patches go 
 an hMLP stem; text, control and background share one byte embedding; output audio frames
 are projected linearly. Each token then gets its slot-type embedding and its turn's time
 embedding, always added in the same order so training and streaming agree bitwise.
+
+Byte history (`ModelConfig.byte_history`): each text slot the model reads (typed text,
+background results) also carries the two bytes before it in its stream, and each slot it
+writes text from (control, text out) the two bytes it last wrote. Copying a result or a
+request is then one attention hop, "find where what I just wrote came next", instead of a
+two-layer induction circuit the model had not found (docs/design.md, "Byte history").
 """
 
 from __future__ import annotations
@@ -15,8 +21,44 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import CONTROL_TOKENS, PATCH, ModelConfig
+from ..streams.text import ByteTokenizer
 from .linear import InvariantLinear
 from .trunk import RMSNorm
+
+PAD = ByteTokenizer.PAD
+History = tuple[torch.Tensor, torch.Tensor]  # (last, the one before) byte ids, PAD for none
+
+
+def byte_history(tokens: torch.Tensor, inclusive: bool) -> History:
+    """tokens [..., N] of one text stream -> the last two non-PAD bytes before each slot (up to
+    and including it when `inclusive`), each [..., N], PAD where the stream has none yet."""
+    idx = torch.arange(tokens.shape[-1], device=tokens.device).expand_as(tokens)
+    at = torch.where(tokens.ne(PAD), idx, -1).cummax(-1).values  # last non-PAD at or before
+    before = torch.cat([torch.full_like(at[..., :1], -1), at[..., :-1]], dim=-1)
+    first = at if inclusive else before
+    second = before.gather(-1, first.clamp(min=0)).masked_fill(first < 0, -1)
+    return tuple(
+        tokens.gather(-1, i.clamp(min=0)).masked_fill(i < 0, PAD) for i in (first, second)
+    )  # type: ignore[return-value]
+
+
+def stream_history(
+    tokens: torch.Tensor, inclusive: bool, carried: torch.Tensor | None = None
+) -> tuple[History, torch.Tensor]:
+    """tokens [B, L, S] of a stream over L turns, after `carried` [B, 2] (the two bytes before
+    them, oldest first; PADs when None) -> the history of each slot [B, L, S] twice, and the
+    new carried bytes. Training passes whole sequences, the engine one turn at a time: the
+    same function, so both see the same bytes."""
+    b, turns, slots = tokens.shape
+    if carried is None:
+        carried = torch.full((b, 2), PAD, dtype=tokens.dtype, device=tokens.device)
+    flat = torch.cat([carried, tokens.reshape(b, turns * slots)], dim=-1)
+    last, before = byte_history(flat, inclusive)
+    end = byte_history(flat, inclusive=True)
+    return (
+        (last[:, 2:].reshape(tokens.shape), before[:, 2:].reshape(tokens.shape)),
+        torch.stack([end[1][:, -1], end[0][:, -1]], dim=-1),
+    )
 
 
 class DMelEmbedding(nn.Module):
@@ -95,6 +137,24 @@ class TurnEmbedder(nn.Module):
                                        for s in ("audio_in", "video", "audio_out")})
         for emb in (self.text, self.control):
             nn.init.normal_(emb.weight, std=0.02)
+        # zero at first, so a model trained without them starts from the same function
+        names = ("read_last", "read_before", "wrote_last", "wrote_before")
+        self.history = nn.ModuleDict(
+            {n: nn.Embedding(cfg.vocab_size, d) for n in names} if cfg.byte_history else {}
+        )
+        for emb in self.history.values():
+            nn.init.zeros_(emb.weight)
+
+    def _with_history(self, x: torch.Tensor, side: str, history: History | None) -> torch.Tensor:
+        if not self.history or history is None:
+            return x
+        return x + self.history[f"{side}_last"](history[0]) + self.history[f"{side}_before"](
+            history[1]
+        )
+
+    def read_text(self, tokens: torch.Tensor, history: History | None) -> torch.Tensor:
+        """A text stream the model reads (typed text, background) [..., n] -> [..., n, d]."""
+        return self._with_history(self.text(tokens), "read", history)
 
     def time(self, turn: torch.Tensor) -> torch.Tensor:
         """The time embedding of turns [...] -> [..., d] (the engine computes it once a step)."""
@@ -118,6 +178,8 @@ class TurnEmbedder(nn.Module):
         video_mask: torch.Tensor,
         user_text: torch.Tensor,
         background: torch.Tensor,
+        user_text_history: History | None = None,
+        background_history: History | None = None,
     ) -> torch.Tensor:
         """IN_k slots for turns of shape [...] -> [..., in_tokens, d]."""
         lead = turn.shape
@@ -137,19 +199,25 @@ class TurnEmbedder(nn.Module):
                     + self.patch_row.sum()
                     + self.patch_col.sum()
                 )
-        content = torch.cat([time, a, v, self.text(user_text), self.text(background)], dim=-2)
+        typed = self.read_text(user_text, user_text_history)
+        content = torch.cat([time, a, v, typed, self.read_text(background, background_history)],
+                            dim=-2)
         return self.finish(content, 0, self.time(turn))
 
     def out_content(
-        self, stream: str, value: torch.Tensor, speak: torch.Tensor | None = None
+        self,
+        stream: str,
+        value: torch.Tensor,
+        speak: torch.Tensor | None = None,
+        history: History | None = None,
     ) -> torch.Tensor:
         """Content vectors of an OUT stream: control [...] -> [..., 1, d]; text [..., n] ->
         [..., n, d]; audio [..., n, token_dim] with speak [...] -> [..., n, d] (the empty vector
-        when silent)."""
+        when silent). `history`: the bytes last written, for control and text."""
         if stream == "control":
-            return self.control(value)[..., None, :]
+            return self._with_history(self.control(value), "wrote", history)[..., None, :]
         if stream == "text_out":
-            return self.text(value)
+            return self._with_history(self.text(value), "wrote", history)
         return self._or_empty(self.audio_out(value), speak, self.empty["audio_out"])
 
     def embed_out(
@@ -159,12 +227,14 @@ class TurnEmbedder(nn.Module):
         text: torch.Tensor,
         audio: torch.Tensor,
         speak: torch.Tensor,
+        text_history: History | None = None,
+        control_history: History | None = None,
     ) -> torch.Tensor:
         """Every OUT_k slot (teacher forcing) -> [..., out_tokens, d]."""
         content = torch.cat(
             [
-                self.out_content("control", control),
-                self.out_content("text_out", text),
+                self.out_content("control", control, history=control_history),
+                self.out_content("text_out", text, history=text_history),
                 self.out_content("audio_out", audio, speak),
             ],
             dim=-2,

@@ -37,7 +37,7 @@ from ..config import CONTROL_TOKENS, ModelConfig
 from ..streams.audio import DMelCodec, MelNorm
 from ..streams.text import ByteTokenizer
 from ..streams.turns import TurnBatch
-from .fusion import TurnEmbedder
+from .fusion import History, TurnEmbedder, stream_history
 from .heads import FlowHead
 from .linear import InvariantLinear
 from .moe import MoEFeedForward
@@ -91,8 +91,21 @@ class InteractionModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # ---- training ---------------------------------------------------------------------
+    def histories(self, batch: TurnBatch) -> dict[str, History | None]:
+        """The byte history of every text-like slot (fusion.byte_history); None when off."""
+        if not self.cfg.byte_history:
+            return dict.fromkeys(("user_text", "background", "text_out", "control"))
+        wrote_before, _ = stream_history(batch.text_out, inclusive=False)
+        return {
+            "user_text": stream_history(batch.user_text, inclusive=False)[0],
+            "background": stream_history(batch.background, inclusive=False)[0],
+            "text_out": stream_history(batch.text_out, inclusive=True)[0],
+            "control": (wrote_before[0][..., 0], wrote_before[1][..., 0]),
+        }
+
     def hidden(self, batch: TurnBatch) -> torch.Tensor:
         """Trunk output for every token, [B, L, tokens_per_turn, d]."""
+        hist = self.histories(batch)
         x_in = self.embed.embed_in(
             batch.turn_index,
             batch.audio_in,
@@ -101,9 +114,12 @@ class InteractionModel(nn.Module):
             batch.video_mask,
             batch.user_text,
             batch.background,
+            hist["user_text"],
+            hist["background"],
         )
         x_out = self.embed.embed_out(
-            batch.turn_index, batch.control, batch.text_out, batch.audio_out, batch.audio_out_mask
+            batch.turn_index, batch.control, batch.text_out, batch.audio_out,
+            batch.audio_out_mask, hist["text_out"], hist["control"],
         )
         x = torch.cat([x_in, x_out], dim=-2)
         b, turns, tpt, d = x.shape

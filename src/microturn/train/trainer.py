@@ -152,8 +152,11 @@ class Trainer:
 
         path = str(DEFAULT_CHECKPOINT) if path == "default" else path
         saved, tensors, _ = read_checkpoint(path)
-        # the transcript head may be new: a checkpoint without one still gives the rest
-        same = lambda c: dataclasses.replace(c, batch_invariant=False, transcript_head=False)
+        # the transcript head and byte history may be new: a checkpoint without them still gives
+        # the rest (the history starts at zero, so the model starts as the checkpoint's)
+        same = lambda c: dataclasses.replace(
+            c, batch_invariant=False, transcript_head=False, byte_history=False
+        )
         if same(saved) != same(self.cfg.model):
             raise CheckpointError(
                 f"train.init_from: '{path}' has another model config ("
@@ -163,7 +166,8 @@ class Trainer:
         missing, unexpected = self.model.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, strict=False
         )
-        if unexpected or any(not k.startswith("transcript_head.") for k in missing):
+        new = ("transcript_head.", "embed.history.")
+        if unexpected or any(not k.startswith(new) for k in missing):
             raise CheckpointError(
                 f"train.init_from: '{path}' does not fit the model: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}"
