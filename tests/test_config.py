@@ -54,6 +54,8 @@ def test_invalid_model_values():
         ModelConfig(d_model=100, n_heads=3)
     with pytest.raises(ConfigError, match="moe_top_k"):
         ModelConfig(moe_experts=4, moe_top_k=5)
+    with pytest.raises(ConfigError, match="copy_lookup needs byte_history"):
+        ModelConfig(byte_history=False)
     with pytest.raises(ConfigError, match="unknown config name"):
         named_config("gigantic")
     with pytest.raises(ConfigError, match="no such file"):

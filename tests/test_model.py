@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from microturn.engine.parity import random_batch
-from microturn.model.fusion import byte_history, stream_history
+from microturn.model.fusion import byte_history, continuation, stream_history
 from microturn.model.heads import FlowHead
 from microturn.model.interaction import PAD, InteractionModel, text_onsets
 from microturn.model.linear import tiled_linear
@@ -160,3 +160,16 @@ def test_byte_history_gives_each_slot_the_bytes_before_it_across_gaps_and_turns(
     small_model(random_batch(small_model.cfg, 2, 6, seed=3))["loss"].backward()
     for name, emb in small_model.embed.history.items():
         assert emb.weight.grad is not None and emb.weight.grad.abs().sum() > 0, name
+
+
+def test_copy_lookup_finds_what_followed_the_last_two_written_bytes_when_read():
+    a, b, c, d = (ord(x) for x in "abcd")
+    read = torch.tensor([[a, b, c, PAD, a, b, d]])
+    read_turn = torch.tensor([[0, 0, 1, 1, 6, 6, 7]])
+    history = byte_history(read, inclusive=False)
+    wrote = (torch.tensor([[b, b, b, b, c]]), torch.tensor([[a, a, a, a, b]]))  # (last, before)
+    turns = torch.tensor([[7, 6, 2, 9, 7]])
+    got = continuation(read, history, read_turn, wrote, turns, window=4)
+    # the latest "ab" -> d at turn 7; at turn 6 d is not read yet and the first "ab" is out of
+    # the window; at turn 2 only the first "ab" was read; "bc" -> a across the PAD gap
+    assert got.tolist() == [[d, PAD, c, d, a]]

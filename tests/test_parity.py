@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from microturn.engine.parity import measure_parity
-from microturn.model.interaction import InteractionModel
+from microturn.model.interaction import PAD, InteractionModel
 
 
 def test_one_session_past_the_window(small_model):
@@ -39,6 +39,18 @@ def test_other_head_groupings(small_cfg, kv_heads):
 def test_mixture_of_experts(small_cfg):
     model = InteractionModel(dataclasses.replace(small_cfg, moe_experts=4, moe_top_k=2)).eval()
     assert measure_parity(model, starts=[0, 2, 3], turns=9, seed=7).max_abs_diff == 0.0
+
+
+def test_copy_lookup_finds_what_it_read_the_same_in_both(small_model):
+    """Text from three letters: written pairs recur in the read streams within the window, so
+    the continuations are mostly real bytes, and they must agree turn by turn."""
+    from microturn.engine.parity import random_batch
+
+    hist = small_model.histories(random_batch(small_model.cfg, 2, 12, seed=9, letters=3))
+    follows = hist["text_out"][2:] + hist["control"][2:]
+    assert all(f.ne(PAD).float().mean() > 0.5 for f in follows)
+    r = measure_parity(small_model, starts=[0, 3], turns=12, seed=9, letters=3)
+    assert r.max_abs_diff == 0.0, r
 
 
 def test_without_batch_invariant_kernels_the_gap_is_small(small_cfg):

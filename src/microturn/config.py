@@ -138,6 +138,7 @@ class ModelConfig:
     batch_invariant: bool = True  # fixed-tile GEMMs: bitwise train == infer on CPU
     transcript_head: bool = True  # the listening transcript: a byte per audio-in slot
     byte_history: bool = True  # text slots carry the two bytes before them (model.fusion)
+    copy_lookup: bool = True  # writing slots get what followed their last two bytes when read
 
     def __post_init__(self) -> None:
         if isinstance(self.layout, dict):  # built from TOML / JSON
@@ -164,6 +165,10 @@ class ModelConfig:
             ),
             (self.hmlp_width % 4 == 0, f"hmlp_width={self.hmlp_width} must divide by 4"),
             (
+                self.byte_history or not self.copy_lookup,
+                "copy_lookup needs byte_history: set copy_lookup = false too",
+            ),
+            (
                 self.flow_steps >= 1 and self.flow_draws >= 1,
                 "flow_steps and flow_draws must be >= 1",
             ),
@@ -189,6 +194,7 @@ class ModelConfig:
         data = json.loads(text)
         data.setdefault("transcript_head", False)  # stored before the head existed: it has none
         data.setdefault("byte_history", False)  # likewise
+        data.setdefault("copy_lookup", False)
         return _build(cls, data, "model")
 
 

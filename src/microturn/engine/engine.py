@@ -9,13 +9,14 @@ activations of the appended tokens.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import torch
 
 from ..config import EngineConfig
 from ..errors import ConfigError
-from ..model.fusion import History, stream_history
+from ..model.fusion import PAD, READ_STREAMS, History, continuation, stream_history
 from ..model.interaction import InteractionModel, Predictions
 from ..model.linear import TILE
 from ..model.trunk import KVStep
@@ -88,6 +89,7 @@ class Engine:
             self.pool.release(slot)
             raise
         s.last_frame = s.last_frame.to(self.device)
+        s.reads = {n: deque(maxlen=self.model.cfg.window_turns) for n in READ_STREAMS}
         self.sessions[s.id] = s
         return s
 
@@ -154,12 +156,27 @@ class Engine:
             n: torch.stack([s.history[n] for s in sessions]).to(dev) for n in TEXT_STREAMS
         } if m.embed.history else {}
         hist: dict[str, History | None] = dict.fromkeys(("user_text", "background", "text"))
-        for name, tokens in (("user_text", stacked[4]), ("background", stacked[5])):
+        lookup = m.cfg.copy_lookup
+        for name, tokens in zip(READ_STREAMS, stacked[4:6], strict=True):
             if carried:
                 (last, before), carried[name] = stream_history(
                     tokens[:, None], False, carried[name]
                 )
                 hist[name] = (last[:, 0], before[:, 0])
+            if lookup:  # the window of what it read, for the copy lookup (before the step ends)
+                rows = torch.stack([tokens, *hist[name], turn[:, None].expand_as(tokens)], -1)
+                for b, s in enumerate(sessions):
+                    s.reads[name].append(rows[b])
+        windows = {n: self._read_window(sessions, n) for n in READ_STREAMS} if lookup else {}
+
+        def follows(wrote: History) -> History:
+            """The copy lookup's continuations for one writing slot of each session."""
+            one = tuple(x.reshape(-1, 1) for x in wrote)
+            return tuple(
+                continuation(*w, one, turn[:, None], m.cfg.window_turns).view(wrote[0].shape)
+                for w in windows.values()
+            )
+
         x = m.embed.embed_in(turn, *stacked, hist["user_text"], hist["background"])
         pos = base[:, None] + torch.arange(n_in, device=dev)
         valid = torch.ones(pos.shape, dtype=torch.bool, device=dev)
@@ -190,6 +207,7 @@ class Engine:
         control = self._choose(sessions, ctrl_logits, [f.control if f else None for f in forced])
         if carried:  # the control slot carries the bytes written before this turn
             hist["text"] = (carried["text_out"][:, 1], carried["text_out"][:, 0])
+            hist["text"] += follows(hist["text"]) if lookup else ()
         h = feed(0, m.embed.out_content("control", control.to(dev), history=hist["text"]))
         text_logits, text = [], []
         for j in range(n_text):
@@ -205,6 +223,7 @@ class Engine:
                     tok_d[:, None], True, carried["text_out"]
                 )
                 hist["text"] = (last[:, 0], before[:, 0])
+                hist["text"] += follows(hist["text"]) if lookup else ()
             h = feed(1 + j, m.embed.out_content("text_out", tok_d, history=hist["text"]))
         # 3. audio: the flow head draws each slot's frame, conditioned on the state after the
         #    text and on the frame before; the frames enter the trunk with the next turn
@@ -242,6 +261,16 @@ class Engine:
                 ctrl_logits, torch.stack(text_logits, 1), torch.stack(conds, 1), heard_logits
             )
         return StepResult(outputs, preds)
+
+    @staticmethod
+    def _read_window(sessions: list[Session], stream: str) -> tuple[torch.Tensor, ...]:
+        """The sessions' remembered read slots of `stream`, PAD-padded to one length: (bytes,
+        (last, before), turns), each [B, N], for fusion.continuation."""
+        rows = [torch.cat(list(s.reads[stream])) for s in sessions]
+        n = max(r.shape[0] for r in rows)
+        none = rows[0].new_tensor([PAD, PAD, PAD, 0])
+        w = torch.stack([torch.cat([r, none.expand(n - r.shape[0], 4)]) for r in rows])
+        return w[..., 0], (w[..., 1], w[..., 2]), w[..., 3]
 
     def _stack_inputs(self, inputs: list[TurnInput]) -> tuple[torch.Tensor, ...]:
         lay, dev = self.layout, self.device

@@ -22,16 +22,19 @@ PAD = ByteTokenizer.PAD
 
 
 def random_batch(
-    cfg: ModelConfig, batch: int, turns: int, seed: int = 0, speak: float = 0.5
+    cfg: ModelConfig, batch: int, turns: int, seed: int = 0, speak: float = 0.5, letters: int = 0
 ) -> TurnBatch:
     """Random slots in every stream; some turns with no audio or no video, some speaking, and
-    a third of the text slots PAD (so byte histories skip gaps, as in real text)."""
+    a third of the text slots PAD (so byte histories skip gaps, as in real text). `letters` > 0
+    draws text from that many letters only, so written pairs of bytes recur in what was read
+    (the copy lookup finds them)."""
     g = torch.Generator().manual_seed(seed)
     lay = cfg.layout
     r = lambda *shape: torch.rand(*shape, generator=g)
 
     def text(slots: int) -> torch.Tensor:
-        ids = torch.randint(0, cfg.vocab_size, (batch, turns, slots), generator=g)
+        lo, hi = (ord("a"), ord("a") + letters) if letters else (0, cfg.vocab_size)
+        ids = torch.randint(lo, hi, (batch, turns, slots), generator=g)
         return ids.masked_fill(r(batch, turns, slots) < 1 / 3, PAD)
 
     return TurnBatch(
@@ -66,11 +69,16 @@ class ParityReport:
 
 @torch.no_grad()
 def measure_parity(
-    model: InteractionModel, starts: list[int], turns: int, seed: int = 0, speak: float = 0.5
+    model: InteractionModel,
+    starts: list[int],
+    turns: int,
+    seed: int = 0,
+    speak: float = 0.5,
+    letters: int = 0,
 ) -> ParityReport:
     """Sequence b joins the engine at step starts[b] and runs `turns` turns."""
     model.eval()
-    batch = random_batch(model.cfg, len(starts), turns, seed, speak)
+    batch = random_batch(model.cfg, len(starts), turns, seed, speak, letters)
     ref = model.predict(model.hidden(batch), batch)
     engine = Engine(model, EngineConfig(max_sessions=len(starts)))
     sessions = [engine.open(vocoder=False) for _ in starts]

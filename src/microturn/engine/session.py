@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 
 import torch
@@ -49,6 +50,8 @@ class Session:
     last_frame: torch.Tensor | None = None  # the last audio frame it spoke (zeros after silence)
     rng: torch.Generator = field(default_factory=torch.Generator)
     history: dict[str, torch.Tensor] = field(default_factory=no_history)  # byte history carried
+    # copy lookup: per read stream, the window's turns of [slots, (byte, last, before, turn)]
+    reads: dict[str, deque] = field(default_factory=dict)
     closed: bool = False
 
     def __post_init__(self) -> None:

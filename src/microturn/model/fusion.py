@@ -10,6 +10,9 @@ background results) also carries the two bytes before it in its stream, and each
 writes text from (control, text out) the two bytes it last wrote. Copying a result or a
 request is then one attention hop, "find where what I just wrote came next", instead of a
 two-layer induction circuit the model had not found (docs/design.md, "Byte history").
+With `copy_lookup` the writing slots also get the byte that followed those two bytes the
+last time they occurred in what it read (`continuation`), one per read stream: the hop done
+for it, exactly, so the model need only learn when to trust it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ from .linear import InvariantLinear
 from .trunk import RMSNorm
 
 PAD = ByteTokenizer.PAD
-History = tuple[torch.Tensor, torch.Tensor]  # (last, the one before) byte ids, PAD for none
+History = tuple[torch.Tensor, ...]  # (last, the one before[, what followed them]) ids; PAD: none
+READ_TABLES = ("read_last", "read_before")
+WRITE_TABLES = ("wrote_last", "wrote_before")
+READ_STREAMS = ("user_text", "background")  # the text streams the model reads
+LOOKUP_TABLES = tuple(f"follows_{n}" for n in READ_STREAMS)  # a continuation per read stream
 
 
 def byte_history(tokens: torch.Tensor, inclusive: bool) -> History:
@@ -59,6 +66,29 @@ def stream_history(
         (last[:, 2:].reshape(tokens.shape), before[:, 2:].reshape(tokens.shape)),
         torch.stack([end[1][:, -1], end[0][:, -1]], dim=-1),
     )
+
+
+def continuation(
+    read: torch.Tensor,
+    read_history: History,
+    read_turn: torch.Tensor,
+    wrote: History,
+    write_turn: torch.Tensor,
+    window: int,
+) -> torch.Tensor:
+    """For each writing position, the byte that followed its last two written bytes the last
+    time they occurred in a read stream within `window` turns (PAD if they did not).
+
+    read [B, N] slots in arrival order, with their (exclusive) history and turn numbers [B, N];
+    wrote: the (inclusive) history of the writing positions [B, M], at turns write_turn [B, M].
+    """
+    same = (read_history[0][:, None] == wrote[0][..., None]) & (
+        read_history[1][:, None] == wrote[1][..., None]
+    )
+    age = write_turn[..., None] - read_turn[:, None]
+    found = same & read.ne(PAD)[:, None] & (age >= 0) & (age < window)
+    at = torch.where(found, torch.arange(read.shape[-1], device=read.device), -1).amax(-1)
+    return read.gather(-1, at.clamp(min=0)).masked_fill(at < 0, PAD)
 
 
 class DMelEmbedding(nn.Module):
@@ -138,19 +168,22 @@ class TurnEmbedder(nn.Module):
         for emb in (self.text, self.control):
             nn.init.normal_(emb.weight, std=0.02)
         # zero at first, so a model trained without them starts from the same function
-        names = ("read_last", "read_before", "wrote_last", "wrote_before")
-        self.history = nn.ModuleDict(
-            {n: nn.Embedding(cfg.vocab_size, d) for n in names} if cfg.byte_history else {}
-        )
+        self.sides = {
+            "read": READ_TABLES if cfg.byte_history else (),
+            "wrote": (WRITE_TABLES if cfg.byte_history else ())
+            + (LOOKUP_TABLES if cfg.copy_lookup else ()),
+        }
+        names = self.sides["read"] + self.sides["wrote"]
+        self.history = nn.ModuleDict({n: nn.Embedding(cfg.vocab_size, d) for n in names})
         for emb in self.history.values():
             nn.init.zeros_(emb.weight)
 
     def _with_history(self, x: torch.Tensor, side: str, history: History | None) -> torch.Tensor:
-        if not self.history or history is None:
+        if history is None:
             return x
-        return x + self.history[f"{side}_last"](history[0]) + self.history[f"{side}_before"](
-            history[1]
-        )
+        for name, ids in zip(self.sides[side], history, strict=True):
+            x = x + self.history[name](ids)
+        return x
 
     def read_text(self, tokens: torch.Tensor, history: History | None) -> torch.Tensor:
         """A text stream the model reads (typed text, background) [..., n] -> [..., n, d]."""

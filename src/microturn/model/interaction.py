@@ -37,7 +37,7 @@ from ..config import CONTROL_TOKENS, ModelConfig
 from ..streams.audio import DMelCodec, MelNorm
 from ..streams.text import ByteTokenizer
 from ..streams.turns import TurnBatch
-from .fusion import History, TurnEmbedder, stream_history
+from .fusion import READ_STREAMS, History, TurnEmbedder, continuation, stream_history
 from .heads import FlowHead
 from .linear import InvariantLinear
 from .moe import MoEFeedForward
@@ -92,16 +92,37 @@ class InteractionModel(nn.Module):
 
     # ---- training ---------------------------------------------------------------------
     def histories(self, batch: TurnBatch) -> dict[str, History | None]:
-        """The byte history of every text-like slot (fusion.byte_history); None when off."""
+        """The byte history of every text-like slot, and with `copy_lookup` each writing slot's
+        continuations (model.fusion); all None when off."""
         if not self.cfg.byte_history:
             return dict.fromkeys(("user_text", "background", "text_out", "control"))
+        read = {n: stream_history(getattr(batch, n), inclusive=False)[0] for n in READ_STREAMS}
         wrote_before, _ = stream_history(batch.text_out, inclusive=False)
-        return {
-            "user_text": stream_history(batch.user_text, inclusive=False)[0],
-            "background": stream_history(batch.background, inclusive=False)[0],
-            "text_out": stream_history(batch.text_out, inclusive=True)[0],
-            "control": (wrote_before[0][..., 0], wrote_before[1][..., 0]),
-        }
+        text = stream_history(batch.text_out, inclusive=True)[0]
+        control = (wrote_before[0][..., 0], wrote_before[1][..., 0])
+        if self.cfg.copy_lookup:  # a turn's writing positions: its control slot, then its text
+            wrote = [torch.cat([c[..., None], t], dim=-1) for c, t in zip(control, text)]
+            follows = [self._continuations(batch, n, read[n], wrote) for n in READ_STREAMS]
+            control += tuple(f[..., 0] for f in follows)
+            text += tuple(f[..., 1:] for f in follows)
+        return {**read, "text_out": text, "control": control}
+
+    def _continuations(
+        self, batch: TurnBatch, stream: str, read: History, wrote: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """fusion.continuation over whole sequences: [B, L, writing positions]."""
+        tokens = getattr(batch, stream)
+        b, turns, m = wrote[0].shape
+        turn = lambda n: batch.turn_index[..., None].expand(b, turns, n).reshape(b, -1)
+        flat = lambda x: x.reshape(b, -1)
+        return continuation(
+            flat(tokens),
+            tuple(flat(h) for h in read),
+            turn(tokens.shape[-1]),
+            tuple(flat(w) for w in wrote),
+            turn(m),
+            self.cfg.window_turns,
+        ).view(b, turns, m)
 
     def hidden(self, batch: TurnBatch) -> torch.Tensor:
         """Trunk output for every token, [B, L, tokens_per_turn, d]."""

@@ -155,7 +155,7 @@ class Trainer:
         # the transcript head and byte history may be new: a checkpoint without them still gives
         # the rest (the history starts at zero, so the model starts as the checkpoint's)
         same = lambda c: dataclasses.replace(
-            c, batch_invariant=False, transcript_head=False, byte_history=False
+            c, batch_invariant=False, transcript_head=False, byte_history=False, copy_lookup=False
         )
         if same(saved) != same(self.cfg.model):
             raise CheckpointError(
