@@ -239,6 +239,18 @@ def test_init_from_a_model_without_byte_history_starts_from_its_function(tmp_pat
     assert all(torch.equal(v, state[k]) for k, v in old_state.items()), "weights differ"
 
 
+def test_lr_scales_give_matching_parameters_a_multiple_of_the_lr(tmp_path):
+    path = write_config(tmp_path, steps=2)
+    path.write_text(path.read_text() + 'lr_scales = { "embed.history." = 10.0 }\n')
+    trainer = Trainer(load_config(path), tmp_path / "run", progress=False)
+    trainer.train_step()
+    scaled = {id(p) for g in trainer.opt.param_groups if g["lr_scale"] == 10.0 for p in g["params"]}
+    history = {id(p) for n, p in trainer.model.named_parameters() if n.startswith("embed.history.")}
+    assert scaled == history and len(history) == 6
+    lrs = {g["lr_scale"]: g["lr"] for g in trainer.opt.param_groups}
+    assert lrs[10.0] == pytest.approx(10 * lrs[1.0]) and lrs[1.0] > 0
+
+
 def test_render_workers_cache_what_one_process_renders(tmp_path):
     """Episodes rendered in a pool of processes are the ones a single process renders."""
     from safetensors.torch import load_file

@@ -244,6 +244,8 @@ class TrainConfig:
     loss_weights: dict = field(default_factory=dict)  # stream -> weight in the total (default 1)
     family_weights: dict = field(default_factory=dict)  # family -> relative share of episodes
     drills: dict = field(default_factory=dict)  # training-only drill -> share, as family_weights
+    # parameter-name prefix -> multiple of lr (new tables in a trained model learn faster)
+    lr_scales: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.families, list):
@@ -271,6 +273,10 @@ class TrainConfig:
                 "family_weights",
             ),
             (all(isinstance(v, (int, float)) and v > 0 for v in self.drills.values()), "drills"),
+            (
+                all(isinstance(v, (int, float)) and v > 0 for v in self.lr_scales.values()),
+                "lr_scales",
+            ),
         ]
         for ok, key in checks:
             if not ok:

@@ -107,16 +107,7 @@ class Trainer:
         elif state is None:
             self._fit_norm()
         self._shard()
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        rest = [p for p in self.model.parameters() if p.dim() < 2]
-        self.opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.tc.weight_decay},
-                {"params": rest, "weight_decay": 0.0},
-            ],
-            lr=self.tc.lr,
-            betas=(0.9, 0.95),
-        )
+        self.opt = torch.optim.AdamW(self._param_groups(), lr=self.tc.lr, betas=(0.9, 0.95))
         if state is not None:
             self._load_state(*state)
         # the training step's forward, compiled on request: a fixed batch shape compiles once
@@ -144,6 +135,17 @@ class Trainer:
         )
         if len(mel) > 1:
             self.model.mel_norm.fit(mel)
+
+    def _param_groups(self) -> list[dict]:
+        """Matrices decay, vectors do not; `lr_scales` prefixes get their own lr multiple."""
+        groups: dict[tuple[bool, float], list] = {}
+        for name, p in self.model.named_parameters():
+            scale = next((s for k, s in self.tc.lr_scales.items() if name.startswith(k)), 1.0)
+            groups.setdefault((p.dim() >= 2, float(scale)), []).append(p)
+        return [
+            {"params": ps, "weight_decay": self.tc.weight_decay if d else 0.0, "lr_scale": s}
+            for (d, s), ps in groups.items()
+        ]
 
     def _init_from(self, path: str) -> None:
         """Start from trained weights (fine-tuning, or a second stage): the optimiser starts
@@ -344,7 +346,7 @@ class Trainer:
         batch = self._batch(self.data, [self.episode(p) for p in positions])
         lr = lr_at(self.step, self.tc)
         for g in self.opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         self.model.train()
         losses = self._losses(batch, positions)
         self.opt.zero_grad(set_to_none=True)
