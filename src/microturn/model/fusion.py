@@ -174,9 +174,11 @@ class TurnEmbedder(nn.Module):
             + (LOOKUP_TABLES if cfg.copy_lookup else ()),
         }
         names = self.sides["read"] + self.sides["wrote"]
-        self.history = nn.ModuleDict({n: nn.Embedding(cfg.vocab_size, d) for n in names})
-        for emb in self.history.values():
-            nn.init.zeros_(emb.weight)
+        # built from zeros, drawing nothing: every other parameter inits as it did without them
+        self.history = nn.ModuleDict(
+            {n: nn.Embedding(cfg.vocab_size, d, _weight=torch.zeros(cfg.vocab_size, d))
+             for n in names}
+        )
 
     def _with_history(self, x: torch.Tensor, side: str, history: History | None) -> torch.Tensor:
         if history is None:
