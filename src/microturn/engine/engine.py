@@ -154,7 +154,7 @@ class Engine:
         stacked = self._stack_inputs(inputs)
         carried = {  # each text stream's last two bytes, per session (model.fusion)
             n: torch.stack([s.history[n] for s in sessions]).to(dev) for n in TEXT_STREAMS
-        } if m.embed.history else {}
+        } if m.cfg.byte_history else {}
         hist: dict[str, History | None] = dict.fromkeys(("user_text", "background", "text"))
         lookup = m.cfg.copy_lookup
         for name, tokens in zip(READ_STREAMS, stacked[4:6], strict=True):

@@ -13,12 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from ..config import EngineConfig, ModelConfig
-from ..model.interaction import InteractionModel
-from ..streams.text import ByteTokenizer
+from ..model.interaction import PAD, InteractionModel
 from ..streams.turns import TurnBatch
 from .engine import Engine
-
-PAD = ByteTokenizer.PAD
 
 
 def random_batch(

@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import EngineConfig, TurnLayout
+from ..model.fusion import PAD, READ_STREAMS
 from ..streams.audio import DMelCodec, MelNorm
-from ..streams.text import ByteTokenizer
 from ..streams.turns import TurnPacker, TurnUnpacker
 
-TEXT_STREAMS = ("user_text", "background", "text_out")
+TEXT_STREAMS = (*READ_STREAMS, "text_out")
 
 
 def no_history() -> dict[str, torch.Tensor]:
     """Each text stream's last two bytes (oldest first), PAD before any: model.fusion."""
-    return {n: torch.full((2,), ByteTokenizer.PAD, dtype=torch.long) for n in TEXT_STREAMS}
+    return {n: torch.full((2,), PAD, dtype=torch.long) for n in TEXT_STREAMS}
 
 
 @dataclass

@@ -61,7 +61,7 @@ def stream_history(
         carried = torch.full((b, 2), PAD, dtype=tokens.dtype, device=tokens.device)
     flat = torch.cat([carried, tokens.reshape(b, turns * slots)], dim=-1)
     last, before = byte_history(flat, inclusive)
-    end = byte_history(flat, inclusive=True)
+    end = (last, before) if inclusive else byte_history(flat, inclusive=True)
     return (
         (last[:, 2:].reshape(tokens.shape), before[:, 2:].reshape(tokens.shape)),
         torch.stack([end[1][:, -1], end[0][:, -1]], dim=-1),

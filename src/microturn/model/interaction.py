@@ -97,9 +97,9 @@ class InteractionModel(nn.Module):
         if not self.cfg.byte_history:
             return dict.fromkeys(("user_text", "background", "text_out", "control"))
         read = {n: stream_history(getattr(batch, n), inclusive=False)[0] for n in READ_STREAMS}
-        wrote_before, _ = stream_history(batch.text_out, inclusive=False)
+        before_text, _ = stream_history(batch.text_out, inclusive=False)  # what control sees
         text = stream_history(batch.text_out, inclusive=True)[0]
-        control = (wrote_before[0][..., 0], wrote_before[1][..., 0])
+        control = (before_text[0][..., 0], before_text[1][..., 0])
         if self.cfg.copy_lookup:  # a turn's writing positions: its control slot, then its text
             wrote = [torch.cat([c[..., None], t], dim=-1) for c, t in zip(control, text)]
             follows = [self._continuations(batch, n, read[n], wrote) for n in READ_STREAMS]
