@@ -1,12 +1,12 @@
 """Where tool use breaks: hearing the request, or reading the result back.
 
 In a held-out tool_use episode the model writes three things: the acknowledgement ("Let me
-work that out."), the delegation (`<delegate>what is 434 minus 39</delegate>`, whose words
-it must have heard), and the result line ("434 minus 39 is 395."), whose words sit in its
-background slots when it says them; its listening transcript writes the user's words
-("what is 434 minus 39"). Teacher-forced, this scores each part's bytes, and their digits
-apart: a model that hears numbers writes the transcript's and the request's digits; one that
-copies from its slots writes the result's.
+work that out."), the delegation (`<delegate>calculate</delegate>`; before stage 11 it
+restated the heard question, "what is 434 minus 39"), and the result line ("434 minus 39 is
+395."), whose words sit in its background slots when it says them; its listening transcript
+writes the user's words ("what is 434 minus 39"). Teacher-forced, this scores each part's
+bytes, and their digits apart: a model that hears numbers writes the transcript's digits;
+one that copies from its slots writes the result's.
 
     python benchmarks/readback.py default --episodes 20
 """

@@ -106,7 +106,8 @@ def test_embedded_agent_uses_the_conversation():
         Event(1.2, "heard_word", "times"),
         Event(1.5, "heard_word", "29"),
     ]
-    for garbled in ("work that out", "what is 3 tim"):  # nothing to compute in the request
+    # nothing to compute in the request: a bare job ("calculate"), or a garbled restatement
+    for garbled in ("calculate", "work that out", "what is 3 tim"):
         ctx = ContextPackage.from_events("t3", garbled, 2.5, heard)
         assert agent.plan(ctx) == ("calculate", {"expression": "347 * 29"})
     assert agent.plan(ContextPackage.from_events("t4", "what is 2 plus 3", 2.5, heard)) == (
@@ -117,8 +118,11 @@ def test_embedded_agent_uses_the_conversation():
     split = heard[:4] + [Event(1.6, "model_word", "Let"), Event(1.6, "heard_word", "29")]
     ctx = ContextPackage.from_events("t6", "what is 275 tis 33", 2.5, split)
     assert agent.plan(ctx) == ("calculate", {"expression": "347 * 29"})
-    lookup = ContextPackage.from_events("t5", "capital of France", 2.5, heard[:2])
+    lookup = ContextPackage.from_events("t5", "capital of France", 2.0, [])
     assert agent.plan(lookup) == ("lookup", {"query": "capital of France"})
+    asked = [Event(0.5 + i / 5, "heard_word", w) for i, w in enumerate(["capital", "of", "france"])]
+    bare = ContextPackage.from_events("t7", "look that up", 2.5, asked)
+    assert agent.plan(bare) == ("lookup", {"query": "look that up capital of france"})
 
     async def collect(request):
         return [c async for c in agent.run(ContextPackage("t", request, 0.0, []))]

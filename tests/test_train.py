@@ -405,6 +405,6 @@ def test_readback_benchmark_splits_tool_use_text_into_its_three_parts(tmp_path):
         check=True, capture_output=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     scores = json.loads(out.read_text())
-    parts = {"ack/bytes", "request/digits", "result/digits", "heard/bytes", "heard/digits"}
+    parts = {"ack/bytes", "request/bytes", "result/digits", "heard/bytes", "heard/digits"}
     assert parts <= set(scores)
     assert all(0 <= v <= 1 for v in scores.values())

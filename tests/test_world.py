@@ -127,13 +127,13 @@ def test_real_recording_loads_as_a_timeline(tmp_path):
 
 
 def test_readback_drill_copies_a_typed_request_and_its_streamed_result(tts):
-    """The training-only drills. readback: each typed request is delegated word for word, and
+    """The training-only drills. readback: each typed request is delegated ("calculate"), and
     the line that says its result starts only once the result has streamed into the background
     slots (4 bytes a 200 ms turn). dictation: spoken sums the transcript writes as digits. They
     have no held-out split, and WorldData adds them to training only."""
     from microturn.config import TrainConfig
     from microturn.train.data import WorldData
-    from microturn.world.families import DRILL_GENERATORS
+    from microturn.world.families import DRILL_GENERATORS, REQUEST
 
     ep = generate("readback", 2, "train", tts=tts)
     tl = ep.timeline
@@ -141,7 +141,7 @@ def test_readback_drill_copies_a_typed_request_and_its_streamed_result(tts):
     assert len(typed) == len(asks) == len(results) >= 1
     lines = [e for e in tl.of("model_speech") if e.text != "Let me work that out."]
     for q, ask, res, line in zip(typed, asks, results, lines):
-        assert q.text.rstrip("?").lower() == ask.text
+        assert ask.text == REQUEST and q.text.startswith("What is ")
         value = res.text.split(" is ")[-1]
         assert line.text.endswith(f" is {value}") and line.t >= res.t + (len(res.text) + 1) / 20
     with pytest.raises(ConfigError, match="training drill"):
@@ -160,3 +160,33 @@ def test_readback_drill_copies_a_typed_request_and_its_streamed_result(tts):
     assert set(DRILL_GENERATORS).isdisjoint(FAMILY_GENERATORS)
     with pytest.raises(ConfigError, match="train.drills"):
         WorldData(LAYOUT, TrainConfig(drills={"juggling": 1}))
+
+
+@pytest.mark.parametrize("family", ["tool_use", "readback"])
+def test_a_delegation_follows_the_acknowledgement_and_its_result_the_request(family, tts):
+    """The request is written right after "...that out. " (no silent turns to count), ends
+    with a space like a word, and its result arrives only after it has been sent."""
+    from microturn.config import TrainConfig
+    from microturn.streams.text import ByteTokenizer
+    from microturn.train.data import WorldData
+    from microturn.world.families import REVISIONS
+
+    tok = ByteTokenizer()
+    ep = generate(family, 1, "train", tts=tts)
+    b = timeline_to_turns(ep.timeline, LAYOUT, DMelCodec(LAYOUT.dmel_levels), MelNorm(80))
+    flat = b.text_out[0].reshape(-1).tolist()
+    written = [t for t in flat if t != tok.PAD]
+    starts = [i for i, t in enumerate(written) if t == tok.DELEGATE]
+    assert starts and len(starts) == len(ep.timeline.of("result"))
+    for i in starts:
+        assert bytes(written[i - 5 : i]) == b"out. "
+        end = written.index(tok.DELEGATE_END, i)
+        assert written[end + 1] == ord(" ")
+    sent = [i // LAYOUT.text_out_slots for i, t in enumerate(flat) if t == tok.DELEGATE_END]
+    rows = b.background[0].tolist()
+    arrived = [k for k, r in enumerate(rows) if r[0] == ord("t") and chr(r[1]).isdigit()]
+    assert len(arrived) == len(sent) and all(k > s for s, k in zip(sent, arrived))
+    # the cache keeps a revised family's episodes apart from those rendered before
+    data = WorldData(LAYOUT, TrainConfig())
+    i = next(i for i in range(100) if data.family_of(i)[0] == "tool_use")
+    assert f"tool_use-r{REVISIONS['tool_use']}-" in data.path(i).name

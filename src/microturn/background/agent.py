@@ -81,7 +81,9 @@ class EmbeddedAgent:
                 break
         if expr is not None:
             return "calculate", {"expression": expr}
-        return "lookup", {"query": ctx.request}
+        # a bare request ("look that up") names the job; the user's last words say what
+        words = _last_user_words(ctx)
+        return "lookup", {"query": " ".join([ctx.request, *words[-1:]])}
 
     def _arithmetic(self, text: str, ctx: ContextPackage) -> str | None:
         if REFERENCE.search(text):  # "what's that times three": the last number a result gave

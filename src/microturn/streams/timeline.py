@@ -53,13 +53,17 @@ def _turn(t: float, layout: TurnLayout) -> int:
 
 
 def output_tokens(events: list[Event]) -> list[int]:
-    """Model words and delegations of one OUT turn, in time order, as text-stream tokens."""
+    """Model words and delegations of one OUT turn, in time order, as text-stream tokens.
+
+    Each ends with a space, a request too: what the model writes next then starts after
+    " ", as a word in a read stream does, so the copy lookup can match from its second byte."""
     ids: list[int] = []
     for e in events:
         if e.kind == "model_word":
             ids += TOKENIZER.encode(e.text) + [ord(" ")]
         elif e.kind == "delegation":
-            ids += [TOKENIZER.DELEGATE] + TOKENIZER.encode(e.text) + [TOKENIZER.DELEGATE_END]
+            ids += [TOKENIZER.DELEGATE, *TOKENIZER.encode(e.text), TOKENIZER.DELEGATE_END]
+            ids.append(ord(" "))
     return ids
 
 

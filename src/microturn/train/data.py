@@ -31,10 +31,11 @@ from ..streams.audio import DMelCodec, MelNorm, read_wav
 from ..streams.timeline import Timeline, timeline_to_turns
 from ..streams.turns import Event, TurnBatch
 from ..streams.video import frame_to_patches
-from ..world.families import DRILL_GENERATORS, FAMILY_GENERATORS, generate
+from ..world.families import DRILL_GENERATORS, FAMILY_GENERATORS, REVISIONS, generate
 from ..world.tts import EspeakTTS
 
-CACHE_VERSION = "6"  # bump when the world or the stream code changes what an episode renders to
+CACHE_VERSION = "6"  # bump when the world or the stream code changes what every episode renders
+# to; a change to some families' episodes raises their `world.families.REVISIONS` instead
 SPEECH_GAP_S = 0.5  # real data: model words closer than this are one speech segment
 
 
@@ -155,7 +156,8 @@ class WorldData:
 
     def path(self, i: int) -> Path:
         family, j = self.family_of(i)
-        return self.dir / f"{family}-{j:05d}.safetensors"
+        rev = f"-r{REVISIONS[family]}" if REVISIONS.get(family) else ""
+        return self.dir / f"{family}{rev}-{j:05d}.safetensors"
 
     def render(self, i: int) -> dict[str, torch.Tensor]:
         family, j = self.family_of(i)

@@ -267,11 +267,14 @@ def proactive(b: EpisodeBuilder) -> None:
 
 
 # ---- background model --------------------------------------------------------------------
-def _spoken_request(b: EpisodeBuilder) -> tuple[int, int, str]:
-    """One request in four has a three-digit first number ("347 times 29")."""
+def _spoken_request(
+    b: EpisodeBuilder, long: float = 0.25, top: int = 40
+) -> tuple[int, int, str]:
+    """A `long` share of requests has a three-digit first number ("347 times 29"); the
+    others, and the second, run from 11 to `top` - 1."""
     return (
-        int(b.rng.integers(100, 1000) if b.rng.random() < 0.25 else b.rng.integers(11, 40)),
-        int(b.rng.integers(11, 40)),
+        int(b.rng.integers(100, 1000) if b.rng.random() < long else b.rng.integers(11, top)),
+        int(b.rng.integers(11, top)),
         _pick(b, ("times", "plus", "minus")),
     )
 
@@ -282,20 +285,38 @@ def _arithmetic(x: int, y: int, op: str) -> tuple[str, str]:
     return expr, spoken_number(calculate(expr))
 
 
+# What the model writes to delegate a sum. The context package carries the whole
+# conversation, the user's words included (as typed, or as the listening transcript heard
+# them), so the request names the job and does not restate the question: a restatement is
+# one more copy of heard digits to get wrong, and a wrong one the background model would
+# believe (stage 11's first 1,000 steps wrote "what is 38 times 39" for 347 times 29). One
+# word unlike anything the model says: "work that out", tried next, ran into the
+# acknowledgement it follows ("<delegate>work that out. <delegate>wha...", never closed).
+REQUEST = "calculate"
+
+
+def _delegate_after(b: EpisodeBuilder, word_t: float, result: str, latency: float) -> float:
+    """Delegate right after the word at `word_t` (the acknowledgement's last): the request
+    follows that word in the text stream, so writing it hangs on the words before it, not on
+    counting silent turns until the spoken line ends (which a free-running model, hearing
+    its own voice, did not do reliably). Returns when it was asked."""
+    asked = round(word_t + 0.01, 3)  # same or next turn, after the word (events sort by time)
+    b.delegate(asked, REQUEST, result, latency)
+    return asked
+
+
 def tool_use(b: EpisodeBuilder) -> None:
     x, y, op = _draw(b, lambda: _spoken_request(b))
     expr, value = _arithmetic(x, y, op)
     u = b.user(
         f"What is {x} {op} {y}?", float(b.rng.uniform(0.3, 0.8)), answer=f"{x} {op} {y} is {value}."
     )
-    said = b.say("Let me work that out.", u.end + _gap(b)).end
+    ack = b.say("Let me work that out.", u.end + _gap(b))
     latency = float(b.rng.uniform(1.5, 4.0))
-    b.delegate(
-        said, f"what is {x} {op} {y}", f"{_say(expr)} is {value}.", latency
-    )  # text after the spoken ack
-    free = said + latency + 1.2  # the result streams into its slots at 4 bytes a turn
+    asked = _delegate_after(b, ack.words[-1].t, f"{_say(expr)} is {value}.", latency)
+    free = asked + latency + 1.2  # the result streams into its slots at 4 bytes a turn
     if b.rng.random() < 0.5:  # the user chats on meanwhile; the answer waits for them
-        c = b.user(_pick(b, CHATTER), said + float(b.rng.uniform(0.3, 1.0)), answer="Mm-hm.")
+        c = b.user(_pick(b, CHATTER), ack.end + float(b.rng.uniform(0.3, 1.0)), answer="Mm-hm.")
         free = max(free, c.end + _gap(b))
     b.say(f"{x} {op} {y} is {value}.", free)
     b.targets = {"answer": value}
@@ -306,8 +327,8 @@ def tool_use(b: EpisodeBuilder) -> None:
 
 def readback(b: EpisodeBuilder) -> None:
     """Reading a background result back, once or twice an episode: a typed arithmetic
-    request (so the drill is copying, not listening) is delegated word for word, and its
-    result, streamed into the background slots, is said back digit for digit. tool_use gives
+    request (so the drill is copying, not listening) is delegated, and its result, streamed
+    into the background slots, is said back digit for digit. tool_use gives
     one such copy an episode behind a spoken question; this gives up to two, with numbers up
     to 999 (none of tool_use's held-out combinations), so the words have to come from the
     slots, not from memory. Training only: the bench scores tool_use."""
@@ -317,12 +338,12 @@ def readback(b: EpisodeBuilder) -> None:
         expr, value = _arithmetic(x, y, op)
         question = f"What is {x} {op} {y}?"
         b.typed(t, question)
-        said = b.say("Let me work that out.", t + 0.4 + len(question) / 20 * 0.2).end
-        latency = float(b.rng.uniform(0.6, 1.5))
+        ack = b.say("Let me work that out.", t + 0.4 + len(question) / 20 * 0.2)
         result = f"{_say(expr)} is {value}."
-        b.delegate(said, f"what is {x} {op} {y}", result, latency)
+        latency = (len(REQUEST) + 3) / BYTES_PER_S + float(b.rng.uniform(0.3, 1.0))
+        asked = _delegate_after(b, ack.words[-1].t, result, latency)
         # said once "t1: <result>" has streamed in, 4 bytes a turn
-        free = said + latency + (len(result) + 5) / BYTES_PER_S + 0.2
+        free = max(asked + latency + (len(result) + 5) / BYTES_PER_S + 0.2, ack.end)
         t = b.say(f"{x} {op} {y} is {value}.", free).end + float(b.rng.uniform(0.4, 1.0))
 
 
@@ -343,17 +364,24 @@ def _training_request(b: EpisodeBuilder, draw: Callable[[], tuple]) -> tuple[int
 
 def dictation(b: EpisodeBuilder) -> None:
     """Numbers heard, densely: the user reads out sums to note down ("347 times 29."), drawn
-    as tool_use's spoken requests are, and the model backchannels between them. The listening
+    as tool_use's spoken requests are but with three-digit numbers half the time and two-digit
+    ones up to 99, and the model backchannels between them. The listening
     transcript writes each as digits: the hearing half of tool_use, four or five times an
     episode instead of once. Training only."""
     t = float(b.rng.uniform(0.3, 0.8))
     while t < b.duration - 4.0:  # a slow three-digit sum takes up to 3.5 s
-        x, y, op = _training_request(b, lambda: _spoken_request(b))
+        # three-digit numbers half the time and every tens word ("forty", "seventy"):
+        # "three hundred and forty-seven" is the hard part
+        x, y, op = _training_request(b, lambda: _spoken_request(b, long=0.5, top=100))
         u = b.user(f"{x} {op} {y}.", t)
         if b.rng.random() < 0.7:
             b.say(_pick(b, BACKCHANNELS), u.end + float(b.rng.uniform(0.1, 0.25)))
         t = u.end + float(b.rng.uniform(0.6, 1.1))
 
+
+# Raised when a family's generator (or stream code only its episodes use) changes what its
+# episodes render to: the training cache then re-renders that family alone (train.data).
+REVISIONS: dict[str, int] = {"tool_use": 3, "readback": 3, "dictation": 2}
 
 DRILL_GENERATORS: dict[str, Callable[[EpisodeBuilder], None]] = {
     "readback": readback,
