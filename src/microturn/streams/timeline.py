@@ -62,8 +62,7 @@ def output_tokens(events: list[Event]) -> list[int]:
         if e.kind == "model_word":
             ids += TOKENIZER.encode(e.text) + [ord(" ")]
         elif e.kind == "delegation":
-            ids += [TOKENIZER.DELEGATE, *TOKENIZER.encode(e.text), TOKENIZER.DELEGATE_END]
-            ids.append(ord(" "))
+            ids += [TOKENIZER.DELEGATE, *TOKENIZER.encode(e.text), TOKENIZER.DELEGATE_END, ord(" ")]
     return ids
 
 

@@ -285,13 +285,10 @@ def _arithmetic(x: int, y: int, op: str) -> tuple[str, str]:
     return expr, spoken_number(calculate(expr))
 
 
-# What the model writes to delegate a sum. The context package carries the whole
-# conversation, the user's words included (as typed, or as the listening transcript heard
-# them), so the request names the job and does not restate the question: a restatement is
-# one more copy of heard digits to get wrong, and a wrong one the background model would
-# believe (stage 11's first 1,000 steps wrote "what is 38 times 39" for 347 times 29). One
-# word unlike anything the model says: "work that out", tried next, ran into the
-# acknowledgement it follows ("<delegate>work that out. <delegate>wha...", never closed).
+# What the model writes to delegate a sum: the job, not the question. The context package
+# carries the user's words; a restated question is one more copy of heard digits to get
+# wrong, and the background model believes it. One word unlike the model's lines, so it
+# cannot run into the acknowledgement it follows (docs/design.md, "The synthetic world").
 REQUEST = "calculate"
 
 
@@ -328,10 +325,10 @@ def tool_use(b: EpisodeBuilder) -> None:
 def readback(b: EpisodeBuilder) -> None:
     """Reading a background result back, once or twice an episode: a typed arithmetic
     request (so the drill is copying, not listening) is delegated, and its result, streamed
-    into the background slots, is said back digit for digit. tool_use gives
-    one such copy an episode behind a spoken question; this gives up to two, with numbers up
-    to 999 (none of tool_use's held-out combinations), so the words have to come from the
-    slots, not from memory. Training only: the bench scores tool_use."""
+    into the background slots, is said back digit for digit. tool_use gives one such copy an
+    episode behind a spoken question; this gives up to two, with numbers up to 999 (none of
+    tool_use's held-out combinations), so the words have to come from the slots, not from
+    memory. Training only: the bench scores tool_use."""
     t = float(b.rng.uniform(0.3, 0.8))
     while t < b.duration - 8.0:  # a round takes 6-9 s; one that runs over is redrawn
         x, y, op = _training_request(b, lambda: _typed_request(b))
@@ -364,14 +361,13 @@ def _training_request(b: EpisodeBuilder, draw: Callable[[], tuple]) -> tuple[int
 
 def dictation(b: EpisodeBuilder) -> None:
     """Numbers heard, densely: the user reads out sums to note down ("347 times 29."), drawn
-    as tool_use's spoken requests are but with three-digit numbers half the time and two-digit
-    ones up to 99, and the model backchannels between them. The listening
-    transcript writes each as digits: the hearing half of tool_use, four or five times an
-    episode instead of once. Training only."""
+    as tool_use's spoken requests are but with three-digit numbers half the time and every
+    tens word (two-digit numbers up to 99: with tool_use's 11-39, "forty" came only inside a
+    three-digit number), and the model backchannels between them. The listening transcript
+    writes each as digits: the hearing half of tool_use, four or five times an episode
+    instead of once. Training only."""
     t = float(b.rng.uniform(0.3, 0.8))
     while t < b.duration - 4.0:  # a slow three-digit sum takes up to 3.5 s
-        # three-digit numbers half the time and every tens word ("forty", "seventy"):
-        # "three hundred and forty-seven" is the hard part
         x, y, op = _training_request(b, lambda: _spoken_request(b, long=0.5, top=100))
         u = b.user(f"{x} {op} {y}.", t)
         if b.rng.random() < 0.7:
