@@ -408,3 +408,36 @@ def test_readback_benchmark_splits_tool_use_text_into_its_three_parts(tmp_path):
     parts = {"ack/bytes", "request/bytes", "result/digits", "heard/bytes", "heard/digits"}
     assert parts <= set(scores)
     assert all(0 <= v <= 1 for v in scores.values())
+
+
+def test_hearing_benchmark_scores_each_number_said_in_order(tmp_path):
+    """benchmarks/hearing.py counts a number heard only in its place among the numbers said,
+    names each by its tens word, and scores a checkpoint's held-out transcript by voice split."""
+    import importlib.util
+
+    from microturn.model.checkpoint import save_model
+    from microturn.model.interaction import InteractionModel
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "hearing.py"
+    spec = importlib.util.spec_from_file_location("hearing", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.numbers(list(b"what is 347 times 29")) == [347, 29]
+    assert bench.heard_numbers([347, 29], [377, 29]) == [False, True]
+    assert bench.heard_numbers([347, 29], [29, 347]) == [True, False]  # order counts
+    tens = [bench.tens_word(n) for n in (347, 29, 13, 7, 100)]
+    assert tens == ["forty", "twenty", "teen", "-", "-"]
+    model = InteractionModel(load_config(write_config(tmp_path)).model)
+    save_model(model, tmp_path / "m.safetensors")
+    out = tmp_path / "hearing.json"
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "m.safetensors"), "--episodes", "1", "--fp32",
+         "--json", str(out)],
+        check=True, capture_output=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    scores = json.loads(out.read_text())
+    said = scores["counts"]["all"][1]
+    assert said >= 2  # "What is x op y?": two numbers at least
+    assert sum(n for k, (_, n) in scores["counts"].items() if k.startswith("voice/")) == said
+    assert sum(n for k, (_, n) in scores["counts"].items() if k.startswith("tens/")) == said
+    assert 0 <= scores["all"] <= 1
