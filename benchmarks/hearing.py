@@ -7,7 +7,10 @@ never-trained voices), runs the model over them and reads its transcript greedil
 session does (the transcript head writes each slot from the hidden state alone, so reading it
 over a whole episode is what the engine writes turn by turn). Each number the user said is
 scored heard or not (exactly, in order), overall, by voice split, and by its tens word: a
-model that never learned "forty" hears 347 as 377.
+model that never learned "forty" hears 347 as 377. And each slot due to write a digit is
+classed by what it wrote: the transcript writes a byte a slot from that slot's hidden state
+alone, so a slot that loses count of its place in the queue writes its neighbour's byte
+(347 -> 377 again, by another road).
 
     python benchmarks/hearing.py default --episodes 40
 """
@@ -17,10 +20,12 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections import Counter
 
 import torch
 from tqdm import tqdm
 
+from microturn.model.interaction import PAD
 from microturn.streams.audio import DMelCodec
 from microturn.train.data import PlainNorm, collate, timeline_tensors
 from microturn.train.scores import held_out_command
@@ -51,22 +56,40 @@ def heard_numbers(true: list[int], heard: list[int]) -> list[bool]:
 
 
 @torch.no_grad()
-def score(model, episodes: list, bf16: bool) -> dict[str, list[int]]:
-    """key -> [heard, said] over the episodes' numbers (keys: all, voice/<split>, tens/<word>)."""
-    layout, counts = model.cfg.layout, {}
+def score(model, episodes: list, bf16: bool) -> tuple[dict[str, list[int]], Counter]:
+    """(key -> [heard, said] over the numbers said, keyed all, voice/<split> and
+    tens/<word>; how many digit slots wrote each `digit_slots` kind)."""
+    layout, counts, slots = model.cfg.layout, {}, Counter()
     codec, norm = DMelCodec(layout.dmel_levels), PlainNorm(model.mel_norm)
     for ep in tqdm(episodes, desc="hearing", unit="ep"):
         batch = collate([timeline_tensors(ep.timeline, layout, codec)], layout, norm)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = model.predict(model.hidden(batch), batch)
-        true = numbers(batch.heard[0].flatten().tolist())
-        heard = numbers(pred.transcript_logits.argmax(-1)[0].flatten().tolist())
-        for n, hit in zip(true, heard_numbers(true, heard)):
+        target = batch.heard[0].flatten().tolist()
+        wrote = pred.transcript_logits.argmax(-1)[0].flatten().tolist()
+        true = numbers(target)
+        for n, hit in zip(true, heard_numbers(true, numbers(wrote))):
             for key in ("all", f"voice/{ep.voice_split}", f"tens/{tens_word(n)}"):
                 c = counts.setdefault(key, [0, 0])
                 c[0] += hit
                 c[1] += 1
-    return counts
+        slots.update(digit_slots(target, wrote))
+    return counts, slots
+
+
+def digit_slots(target: list[int], wrote: list[int]) -> list[str]:
+    """Per transcript slot due to write a digit, what it wrote: "right", "shifted" (the byte
+    due one slot before or after: it lost count of its place in the queue), "nothing" (PAD)
+    or "other"."""
+    kinds = []
+    for s, (t, w) in enumerate(zip(target, wrote)):
+        if t >= 256 or not chr(t).isdigit():
+            continue
+        near = target[max(s - 1, 0) : s + 2]
+        kinds.append(
+            "right" if w == t else "shifted" if w in near else "nothing" if w == PAD else "other"
+        )
+    return kinds
 
 
 def main() -> None:
@@ -76,14 +99,17 @@ def main() -> None:
     tts = EspeakTTS()  # the bench's held-out tool_use episodes, as eval_split renders them
     episodes = [generate("tool_use", i, "eval", 16.0, tts)
                 for i in tqdm(range(args.episodes), desc="rendering", unit="ep")]
-    counts = score(model, episodes, not args.fp32)
+    counts, slots = score(model, episodes, not args.fp32)
     print(f"{'numbers':16s} {'heard':>6s} {'said':>5s}")
     for key in sorted(counts, key=lambda k: (k != "all", k)):
         h, n = counts[key]
         print(f"{key:16s} {h / n:6.3f} {n:5d}")
+    total = sum(slots.values())
+    print(f"digit slots ({total}): " + ", ".join(f"{k} {v / total:.3f}" for k, v in
+                                                  slots.most_common()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({k: h / n for k, (h, n) in counts.items()} | {"counts": counts}, f, indent=2)
+            json.dump({"numbers": counts, "digit_slots": dict(slots)}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -416,7 +416,7 @@ def test_hearing_benchmark_scores_each_number_said_in_order(tmp_path):
     import importlib.util
 
     from microturn.model.checkpoint import save_model
-    from microturn.model.interaction import InteractionModel
+    from microturn.model.interaction import PAD, InteractionModel
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "hearing.py"
     spec = importlib.util.spec_from_file_location("hearing", script)
@@ -435,9 +435,12 @@ def test_hearing_benchmark_scores_each_number_said_in_order(tmp_path):
          "--json", str(out)],
         check=True, capture_output=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
+    assert bench.digit_slots(list(b"a 37 "), [PAD, 97, 55, 55, 32]) == ["shifted", "right"]
+    assert bench.digit_slots(list(b"37"), [PAD, 56]) == ["nothing", "other"]
     scores = json.loads(out.read_text())
-    said = scores["counts"]["all"][1]
-    assert said >= 2  # "What is x op y?": two numbers at least
-    assert sum(n for k, (_, n) in scores["counts"].items() if k.startswith("voice/")) == said
-    assert sum(n for k, (_, n) in scores["counts"].items() if k.startswith("tens/")) == said
-    assert 0 <= scores["all"] <= 1
+    counts = scores["numbers"]
+    heard, said = counts["all"]
+    assert said >= 2 and 0 <= heard <= said  # "What is x op y?": two numbers at least
+    assert sum(n for k, (_, n) in counts.items() if k.startswith("voice/")) == said
+    assert sum(n for k, (_, n) in counts.items() if k.startswith("tens/")) == said
+    assert sum(scores["digit_slots"].values()) >= 3
