@@ -4,8 +4,8 @@ A spoken "What is 347 times 29?" is computed from the user's words as the model 
 (the context package carries its transcript), so a misheard number is a wrong answer however
 well the rest goes. This renders held-out tool_use episodes (unseen combinations; some in
 never-trained voices), runs the model over them and reads its transcript greedily, as a live
-session does (the transcript head writes each slot from the hidden state alone, so reading it
-over a whole episode is what the engine writes turn by turn). Each number the user said is
+session does (each slot's byte from its hidden state and, with `transcript_feedback`, the
+byte it wrote one slot before: what the engine writes turn by turn). Each number the user said is
 scored heard or not (exactly, in order), overall, by voice split, and by its tens word: a
 model that never learned "forty" hears 347 as 377. And each slot due to write a digit is
 classed by what it wrote: the transcript writes a byte a slot from that slot's hidden state
@@ -64,7 +64,7 @@ def score(model, episodes: list, bf16: bool) -> tuple[dict[str, list[int]], Coun
     for ep in tqdm(episodes, desc="hearing", unit="ep"):
         batch = collate([timeline_tensors(ep.timeline, layout, codec)], layout, norm)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            pred = model.predict(model.hidden(batch), batch)
+            pred = model.predict(model.hidden(batch), batch, own_transcript=True)
         target = batch.heard[0].flatten().tolist()
         wrote = pred.transcript_logits.argmax(-1)[0].flatten().tolist()
         true = numbers(target)

@@ -30,9 +30,10 @@ def small_cfg() -> ModelConfig:
 
 @pytest.fixture
 def small_model(small_cfg) -> InteractionModel:
-    """Its byte-history tables (zero at init) made random, so parity tests exercise them."""
+    """Its byte-history and transcript-feedback tables (zero at init) made random, so parity
+    tests exercise them."""
     model = InteractionModel(small_cfg).eval()
-    for emb in model.embed.history.values():
+    for emb in [*model.embed.history.values(), model.heard_before]:
         torch.nn.init.normal_(emb.weight, std=0.02)
     return model
 

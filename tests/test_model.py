@@ -173,3 +173,49 @@ def test_copy_lookup_finds_what_followed_the_last_two_written_bytes_when_read():
     # the latest "ab" -> d at turn 7; at turn 6 d is not read yet and the first "ab" is out of
     # the window; at turn 2 only the first "ab" was read; "bc" -> a across the PAD gap
     assert got.tolist() == [[d, PAD, c, d, a]]
+
+
+def test_transcript_feedback_teacher_forced_is_what_it_writes_live(small_model):
+    """Fed its own greedy bytes as targets, the teacher-forced transcript is the live one: the
+    slot that trains on byte k-1 is the slot that sees it live (across turns too). Without the
+    bytes fed back (a zero table), it is the head alone."""
+    batch = random_batch(small_model.cfg, 2, 5, seed=3)
+    h = small_model.hidden(batch)
+    live = small_model.predict(h, batch).transcript_logits  # batch.heard is None: its own bytes
+    own = dataclasses.replace(batch, heard=live.argmax(-1))
+    forced = small_model.predict(h, own).transcript_logits
+    torch.testing.assert_close(forced, live, rtol=1e-5, atol=1e-5)
+    shifted = dataclasses.replace(batch, heard=live.argmax(-1).roll(1, dims=-1))
+    assert not torch.allclose(small_model.predict(h, shifted).transcript_logits, live)
+    torch.nn.init.zeros_(small_model.heard_before.weight)
+    plain = small_model.transcript_head(h[..., small_model.cfg.layout.offset("audio_in"):, :][
+        ..., : small_model.cfg.layout.audio_slots, :])
+    assert torch.equal(small_model.predict(h, own).transcript_logits, plain)
+
+
+def test_transcript_feedback_learns_where_a_slot_is_in_its_word(small_cfg):
+    """A transcript a byte a slot from states that cannot tell its slots apart (each slot's
+    state is its word's, as when a word has ended and its bytes drain): the head alone can only
+    write the word's likeliest byte; with the byte before fed back it spells the word."""
+    torch.manual_seed(0)
+    d = small_cfg.d_model
+    words = [b"cat ", b"dog ", b"347 "]
+    state = torch.randn(len(words), d)
+    targets = torch.tensor([list(w) for w in words])  # [word, 4]
+    h = state[:, None, :].expand(-1, 4, -1)  # the same state in all four slots
+    for feedback in (False, True):
+        model = InteractionModel(dataclasses.replace(small_cfg, transcript_feedback=feedback))
+        if feedback:
+            torch.nn.init.normal_(model.heard_before.weight, std=0.02)
+        heads = [p for n, p in model.named_parameters() if n.startswith(("transcript_head",
+                                                                         "heard_before"))]
+        opt = torch.optim.Adam(heads, lr=3e-2)
+        for _ in range(200):
+            opt.zero_grad()
+            logits = model.transcript(h[:, None], heard=targets[:, None])
+            F.cross_entropy(logits.flatten(0, -2), targets.flatten()).backward()
+            opt.step()
+        with torch.no_grad():
+            wrote = model.transcript(h[:, None]).argmax(-1)[:, 0]  # live: its own bytes
+        right = (wrote == targets).float().mean().item()
+        assert right == 1.0 if feedback else right <= 0.5, (feedback, wrote)

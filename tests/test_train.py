@@ -223,7 +223,7 @@ def test_init_from_a_model_without_byte_history_starts_from_its_function(tmp_pat
     from microturn.model.checkpoint import save_model
     from microturn.model.interaction import InteractionModel
 
-    without = MODEL + "byte_history = false\ncopy_lookup = false\n"
+    without = MODEL + "byte_history = false\ncopy_lookup = false\ntranscript_feedback = false\n"
     old_cfg = load_config(write_config(tmp_path, "old", model=without))
     old = InteractionModel(old_cfg.model)
     save_model(old, tmp_path / "old.safetensors")
@@ -233,8 +233,8 @@ def test_init_from_a_model_without_byte_history_starts_from_its_function(tmp_pat
         progress=False,
     ).model
     state, old_state = new.state_dict(), old.state_dict()
-    history = [k for k in state if k.startswith("embed.history.")]
-    assert len(history) == 6 and all(state[k].eq(0).all() for k in history)
+    history = [k for k in state if k.startswith(("embed.history.", "heard_before."))]
+    assert len(history) == 7 and all(state[k].eq(0).all() for k in history)
     assert set(state) - set(history) == set(old_state)
     assert all(torch.equal(v, state[k]) for k, v in old_state.items()), "weights differ"
 

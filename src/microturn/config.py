@@ -137,6 +137,7 @@ class ModelConfig:
     hmlp_width: int = 256
     batch_invariant: bool = True  # fixed-tile GEMMs: bitwise train == infer on CPU
     transcript_head: bool = True  # the listening transcript: a byte per audio-in slot
+    transcript_feedback: bool = True  # each transcript slot sees the byte the one before wrote
     byte_history: bool = True  # text slots carry the two bytes before them (model.fusion)
     copy_lookup: bool = True  # writing slots get what followed their last two bytes when read
 
@@ -164,6 +165,10 @@ class ModelConfig:
                 f"vocab_size={self.vocab_size}: expected >= 272 (bytes + specials)",
             ),
             (self.hmlp_width % 4 == 0, f"hmlp_width={self.hmlp_width} must divide by 4"),
+            (
+                self.transcript_head or not self.transcript_feedback,
+                "transcript_feedback needs transcript_head: set transcript_feedback = false too",
+            ),
             (
                 self.byte_history or not self.copy_lookup,
                 "copy_lookup needs byte_history: set copy_lookup = false too",
@@ -193,6 +198,7 @@ class ModelConfig:
     def from_json(cls, text: str) -> "ModelConfig":
         data = json.loads(text)
         data.setdefault("transcript_head", False)  # stored before the head existed: it has none
+        data.setdefault("transcript_feedback", False)  # likewise
         data.setdefault("byte_history", False)  # likewise
         data.setdefault("copy_lookup", False)
         return _build(cls, data, "model")

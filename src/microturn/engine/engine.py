@@ -190,7 +190,8 @@ class Engine:
             valid = torch.cat([late, valid], dim=1)
         h_in = self._append(x, self._prefill_rows(sessions, pos, valid))
         a_in = h_in.shape[1] - n_in + lay.offset("audio_in")
-        heard_logits = m.transcript(h_in[:, a_in : a_in + n_audio])
+        last = torch.tensor([s.heard_last for s in sessions], device=dev)
+        heard_logits = m.transcript(h_in[:, a_in : a_in + n_audio], last=last)
         heard = None if heard_logits is None else heard_logits.argmax(-1).cpu()  # greedy
         h = h_in[:, -1]
         time = m.embed.time(turn)
@@ -246,6 +247,7 @@ class Engine:
             s.deferred = deferred[b]
             s.last_frame = frames[b, -1]
             s.history = {n: c[b].cpu() for n, c in carried.items()} or s.history
+            s.heard_last = s.heard_last if heard is None else int(heard[b, -1])
             s.turn += 1
             outputs.append(
                 TurnOutput(

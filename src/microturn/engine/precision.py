@@ -62,7 +62,8 @@ def inference_copy(model: InteractionModel, dtype: torch.dtype,
         # only the trunk side: frames are drawn and bounded in fp32, so the flow head, its
         # frame input and the codec buffers keep their fp32 values (a bf16 round trip would
         # round them)
-        for module in (out.embed, out.trunk, out.control_head, out.text_head, out.transcript_head):
+        for module in (out.embed, out.trunk, out.control_head, out.text_head, out.transcript_head,
+                       out.heard_before):
             if module is not None:
                 module.to(dtype)
     return out.eval()

@@ -52,6 +52,7 @@ class Session:
     history: dict[str, torch.Tensor] = field(default_factory=no_history)  # byte history carried
     # copy lookup: per read stream, the window's turns of [slots, (byte, last, before, turn)]
     reads: dict[str, deque] = field(default_factory=dict)
+    heard_last: int = PAD  # the listening transcript's last byte: its next slot's feedback
     closed: bool = False
 
     def __post_init__(self) -> None:

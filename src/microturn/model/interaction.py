@@ -14,7 +14,9 @@ inputs, so the model hears its own voice from the next turn on (see docs/design.
 
 The listening transcript is read off the IN side: each audio-in slot's state predicts one
 byte of what the user has said so far (`transcript_head`), so the words heard in turn k
-cost no extra trunk appends and are written as they are heard (docs/design.md).
+cost no extra trunk appends and are written as they are heard (docs/design.md). With
+`transcript_feedback` each slot also sees the byte the slot before it wrote, so a slot
+knows its place in the word it is writing instead of counting slots since the word ended.
 
 Text-like targets are mostly PAD ("nothing now"). In their losses a PAD slot counts
 `pad_weight` of a real token, so the few tokens that carry the words are not drowned by
@@ -70,6 +72,9 @@ class InteractionModel(nn.Module):
         self.transcript_head = (
             InvariantLinear(d, cfg.vocab_size, invariant=inv) if cfg.transcript_head else None
         )
+        self.heard_before = (  # zero at first: a model without it starts as its function
+            nn.Embedding(cfg.vocab_size, d) if cfg.transcript_feedback else None
+        )
         self.codec = DMelCodec(lay.dmel_levels)
         self.mel_norm = MelNorm(lay.mel_channels)
         self._init_weights()
@@ -86,6 +91,8 @@ class InteractionModel(nn.Module):
         for head in (self.control_head, self.text_head, self.transcript_head):
             if head is not None:
                 nn.init.normal_(head.weight, std=0.02)
+        if self.heard_before is not None:
+            nn.init.zeros_(self.heard_before.weight)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -165,7 +172,11 @@ class InteractionModel(nn.Module):
         last = torch.cat([torch.zeros_like(frames[:, :1, -1]), frames[:, :-1, -1]], dim=1)
         return torch.cat([last[:, :, None], frames[:, :, :-1]], dim=2)
 
-    def predict(self, h: torch.Tensor, batch: TurnBatch) -> Predictions:
+    def predict(
+        self, h: torch.Tensor, batch: TurnBatch, own_transcript: bool = False
+    ) -> Predictions:
+        """Every head's output. The transcript's feedback is the target (`batch.heard`, teacher
+        forcing) unless `own_transcript` or there is none: then its own greedy bytes, as live."""
         lay = self.cfg.layout
         n_in, n_text = lay.in_tokens, lay.text_out_slots
         return Predictions(
@@ -173,13 +184,38 @@ class InteractionModel(nn.Module):
             text_logits=self.text_head(h[..., n_in : n_in + n_text, :]),
             audio_cond=self.flow_condition(h[..., n_in + n_text, :], self.previous_frames(batch)),
             transcript_logits=self.transcript(
-                h[..., lay.offset("audio_in") :, :][..., : lay.audio_slots, :]
+                h[..., lay.offset("audio_in") :, :][..., : lay.audio_slots, :],
+                heard=None if own_transcript else batch.heard,
             ),
         )
 
-    def transcript(self, h_audio_in: torch.Tensor) -> torch.Tensor | None:
-        """[..., audio_slots, d] states of the audio-in slots -> transcript logits (or None)."""
-        return None if self.transcript_head is None else self.transcript_head(h_audio_in)
+    def transcript(
+        self,
+        h_audio_in: torch.Tensor,
+        heard: torch.Tensor | None = None,
+        last: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """[B, (L,) audio_slots, d] states of the audio-in slots -> transcript logits (or None).
+
+        With feedback each slot adds an embedding of the byte written one slot before it (the
+        turn's last slot for the next turn's first): the target bytes `heard` [B, L, A] when
+        given (teacher forcing), else its own greedy bytes slot by slot, from `last` [B] (PAD
+        at a session's start; the engine carries it from turn to turn)."""
+        if self.transcript_head is None or self.heard_before is None:
+            return None if self.transcript_head is None else self.transcript_head(h_audio_in)
+        if heard is not None:
+            flat = heard.flatten(1)
+            before = torch.cat([torch.full_like(flat[:, :1], PAD), flat[:, :-1]], 1)
+            return self.transcript_head(h_audio_in + self.heard_before(before.view_as(heard)))
+        slots = h_audio_in.flatten(1, -2)  # [B, S, d], slots in time order
+        prev = last if last is not None else torch.full(
+            slots.shape[:1], PAD, dtype=torch.long, device=slots.device
+        )
+        out = []
+        for s in range(slots.shape[1]):
+            out.append(self.transcript_head(slots[:, s] + self.heard_before(prev)))
+            prev = out[-1].argmax(-1)
+        return torch.stack(out, 1).view(*h_audio_in.shape[:-1], -1)
 
     def forward(
         self,

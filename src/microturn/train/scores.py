@@ -37,7 +37,8 @@ def _acc(logits: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> tor
 
 @torch.no_grad()
 def sequence_scores(model: InteractionModel, batch: TurnBatch) -> dict[str, torch.Tensor]:
-    pred = model.predict(model.hidden(batch), batch)
+    # the transcript as written live (its own bytes fed back), the other streams teacher-forced
+    pred = model.predict(model.hidden(batch), batch, own_transcript=True)
     ctl = batch.control
     switch = torch.zeros_like(ctl, dtype=torch.bool)
     switch[:, 1:] = ctl[:, 1:] != ctl[:, :-1]

@@ -154,10 +154,12 @@ class Trainer:
 
         path = str(DEFAULT_CHECKPOINT) if path == "default" else path
         saved, tensors, _ = read_checkpoint(path)
-        # the transcript head and byte history may be new: a checkpoint without them still gives
-        # the rest (the history starts at zero, so the model starts as the checkpoint's)
+        # the transcript head, its feedback and the byte history may be new: a checkpoint
+        # without them still gives the rest (their tables start at zero, so the model starts
+        # as the checkpoint's)
         same = lambda c: dataclasses.replace(
-            c, batch_invariant=False, transcript_head=False, byte_history=False, copy_lookup=False
+            c, batch_invariant=False, transcript_head=False, transcript_feedback=False,
+            byte_history=False, copy_lookup=False,
         )
         if same(saved) != same(self.cfg.model):
             raise CheckpointError(
@@ -168,7 +170,7 @@ class Trainer:
         missing, unexpected = self.model.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, strict=False
         )
-        new = ("transcript_head.", "embed.history.")
+        new = ("transcript_head.", "heard_before.", "embed.history.")
         if unexpected or any(not k.startswith(new) for k in missing):
             raise CheckpointError(
                 f"train.init_from: '{path}' does not fit the model: missing {missing[:5]}, "
