@@ -444,3 +444,21 @@ def test_hearing_benchmark_scores_each_number_said_in_order(tmp_path):
     assert sum(n for k, (_, n) in counts.items() if k.startswith("voice/")) == said
     assert sum(n for k, (_, n) in counts.items() if k.startswith("tens/")) == said
     assert sum(scores["digit_slots"].values()) >= 3
+
+
+def test_the_cache_drops_episodes_of_earlier_revisions(tmp_path, monkeypatch):
+    """A family whose episodes changed (a raised REVISIONS) re-renders under a new name; its
+    old files are deleted when the cache is next used, and nothing else is."""
+    from microturn.config import TrainConfig, named_config
+    from microturn.train import data as data_module
+    from microturn.train.data import WorldData
+
+    monkeypatch.setattr(data_module, "REVISIONS", {"tool_use": 3})
+    world = WorldData(named_config("tiny").model.layout, TrainConfig(cache_dir=str(tmp_path)))
+    world.dir.mkdir(parents=True)
+    names = ["tool_use-00001", "tool_use-r2-00001", "tool_use-r3-00001", "turn_taking-00001"]
+    for name in names:
+        (world.dir / f"{name}.safetensors").write_bytes(b"x")
+    world.ensure([])
+    kept = sorted(p.stem for p in world.dir.iterdir())
+    assert kept == ["tool_use-r3-00001", "turn_taking-00001"]

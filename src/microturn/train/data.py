@@ -171,6 +171,7 @@ class WorldData:
     def ensure(self, indices, progress: bool = True) -> None:
         """Render every missing episode among `indices`, in `render_workers` processes (each
         episode is independent and synthesis is one core's work; 0 means one per core)."""
+        self.prune()
         missing = [i for i in indices if not self.path(i).exists()]
         workers = min(self.cfg.render_workers or os.cpu_count() or 1, len(missing))
         bar = tqdm(
@@ -188,6 +189,24 @@ class WorldData:
                 for _ in pool.map(self._render_quietly, missing, chunksize=4):
                     bar.update()
         bar.close()
+
+    def prune(self) -> list[Path]:
+        """Delete the cached episodes of a family's earlier revisions (`REVISIONS`): nothing
+        reads them again, and they add up (a 20,000-episode cache is ~70 GB; stale revisions
+        once filled the disk mid-render). Returns what it deleted."""
+        if not self.dir.exists():
+            return []
+        stale = [
+            p
+            for family, rev in REVISIONS.items()
+            for p in self.dir.glob(f"{family}-*.safetensors")
+            if not p.name.startswith(f"{family}-r{rev}-")
+        ]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        if stale:
+            print(f"removed {len(stale)} cached episodes of earlier revisions from {self.dir}")
+        return stale
 
     def _render_quietly(self, i: int) -> None:
         self.render(i)  # in a worker: the tensors go to the cache, not back through a pipe
