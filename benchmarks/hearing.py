@@ -5,12 +5,12 @@ A spoken "What is 347 times 29?" is computed from the user's words as the model 
 well the rest goes. This renders held-out tool_use episodes (unseen combinations; some in
 never-trained voices), runs the model over them and reads its transcript greedily, as a live
 session does (each slot's byte from its hidden state and, with `transcript_feedback`, the
-byte it wrote one slot before: what the engine writes turn by turn). Each number the user said is
+byte written one slot before: what the engine writes turn by turn). Each number said is
 scored heard or not (exactly, in order), overall, by voice split, and by its tens word: a
 model that never learned "forty" hears 347 as 377. And each slot due to write a digit is
-classed by what it wrote: the transcript writes a byte a slot from that slot's hidden state
-alone, so a slot that loses count of its place in the queue writes its neighbour's byte
-(347 -> 377 again, by another road).
+classed by what it wrote: a word's bytes drain a slot each after the word ends, so a slot
+that loses count of its place writes its neighbour's byte (347 -> 377 again, by another
+road).
 
     python benchmarks/hearing.py default --episodes 40
 """

@@ -377,34 +377,47 @@ def test_own_voice_benchmark_scores_what_the_model_hears_of_itself(tmp_path):
         assert scores[f"tts/{key}"] == scores[f"own/{key}"] == scores[f"silent/{key}"]
 
 
+def _benchmark(name: str):
+    """benchmarks/<name>.py as a module (the folder is scripts, not a package)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def _run_benchmark(name: str, tmp_path) -> dict:
+    """Run benchmarks/<name>.py on one held-out episode of a random checkpoint; its JSON."""
+    from microturn.model.checkpoint import save_model
+    from microturn.model.interaction import InteractionModel
+
+    model = InteractionModel(load_config(write_config(tmp_path)).model)
+    save_model(model, tmp_path / "m.safetensors")
+    out = tmp_path / f"{name}.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "m.safetensors"), "--episodes", "1", "--fp32",
+         "--json", str(out)],
+        check=True, capture_output=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    return json.loads(out.read_text())
+
+
 def test_readback_benchmark_splits_tool_use_text_into_its_three_parts(tmp_path):
     """benchmarks/readback.py labels the acknowledgement, the delegated request and the result
     line, and scores a checkpoint's held-out bytes in each."""
-    import importlib.util
-
-    from microturn.model.checkpoint import save_model
-    from microturn.model.interaction import InteractionModel
     from microturn.streams.text import ByteTokenizer
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "readback.py"
-    spec = importlib.util.spec_from_file_location("readback", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark("readback")
     tok, pad = ByteTokenizer(), ByteTokenizer.PAD
     text = tok.encode("Ok.") + [pad, tok.DELEGATE] + tok.encode("7") + [tok.DELEGATE_END, pad]
     text += tok.encode("7 is 7.")
     assert bench.parts(text) == (
         ["ack"] * 3 + [None] + ["request"] * 3 + [None] + ["result"] * 7
     )
-    model = InteractionModel(load_config(write_config(tmp_path)).model)
-    save_model(model, tmp_path / "m.safetensors")
-    out = tmp_path / "readback.json"
-    subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "m.safetensors"), "--episodes", "1", "--fp32",
-         "--json", str(out)],
-        check=True, capture_output=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
-    scores = json.loads(out.read_text())
+    scores = _run_benchmark("readback", tmp_path)
     parts = {"ack/bytes", "request/bytes", "result/digits", "heard/bytes", "heard/digits"}
     assert parts <= set(scores)
     assert all(0 <= v <= 1 for v in scores.values())
@@ -413,31 +426,17 @@ def test_readback_benchmark_splits_tool_use_text_into_its_three_parts(tmp_path):
 def test_hearing_benchmark_scores_each_number_said_in_order(tmp_path):
     """benchmarks/hearing.py counts a number heard only in its place among the numbers said,
     names each by its tens word, and scores a checkpoint's held-out transcript by voice split."""
-    import importlib.util
+    from microturn.model.interaction import PAD
 
-    from microturn.model.checkpoint import save_model
-    from microturn.model.interaction import PAD, InteractionModel
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "hearing.py"
-    spec = importlib.util.spec_from_file_location("hearing", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark("hearing")
     assert bench.numbers(list(b"what is 347 times 29")) == [347, 29]
     assert bench.heard_numbers([347, 29], [377, 29]) == [False, True]
     assert bench.heard_numbers([347, 29], [29, 347]) == [True, False]  # order counts
     tens = [bench.tens_word(n) for n in (347, 29, 13, 7, 100)]
     assert tens == ["forty", "twenty", "teen", "-", "-"]
-    model = InteractionModel(load_config(write_config(tmp_path)).model)
-    save_model(model, tmp_path / "m.safetensors")
-    out = tmp_path / "hearing.json"
-    subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "m.safetensors"), "--episodes", "1", "--fp32",
-         "--json", str(out)],
-        check=True, capture_output=True, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"),
-    )
     assert bench.digit_slots(list(b"a 37 "), [PAD, 97, 55, 55, 32]) == ["shifted", "right"]
     assert bench.digit_slots(list(b"37"), [PAD, 56]) == ["nothing", "other"]
-    scores = json.loads(out.read_text())
+    scores = _run_benchmark("hearing", tmp_path)
     counts = scores["numbers"]
     heard, said = counts["all"]
     assert said >= 2 and 0 <= heard <= said  # "What is x op y?": two numbers at least

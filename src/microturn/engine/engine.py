@@ -190,7 +190,9 @@ class Engine:
             valid = torch.cat([late, valid], dim=1)
         h_in = self._append(x, self._prefill_rows(sessions, pos, valid))
         a_in = h_in.shape[1] - n_in + lay.offset("audio_in")
-        last = torch.tensor([s.heard_last for s in sessions], device=dev)
+        last = None if m.heard_before is None else torch.tensor(
+            [s.heard_last for s in sessions], device=dev
+        )
         heard_logits = m.transcript(h_in[:, a_in : a_in + n_audio], last=last)
         heard = None if heard_logits is None else heard_logits.argmax(-1).cpu()  # greedy
         h = h_in[:, -1]

@@ -201,8 +201,10 @@ class InteractionModel(nn.Module):
         turn's last slot for the next turn's first): the target bytes `heard` [B, L, A] when
         given (teacher forcing), else its own greedy bytes slot by slot, from `last` [B] (PAD
         at a session's start; the engine carries it from turn to turn)."""
-        if self.transcript_head is None or self.heard_before is None:
-            return None if self.transcript_head is None else self.transcript_head(h_audio_in)
+        if self.transcript_head is None:
+            return None
+        if self.heard_before is None:
+            return self.transcript_head(h_audio_in)
         if heard is not None:
             flat = heard.flatten(1)
             before = torch.cat([torch.full_like(flat[:, :1], PAD), flat[:, :-1]], 1)
