@@ -6,7 +6,8 @@ well the rest goes. This renders held-out tool_use episodes (unseen combinations
 never-trained voices), runs the model over them and reads its transcript greedily, as a live
 session does (each slot's byte from its hidden state and, with `transcript_feedback`, the
 byte written one slot before: what the engine writes turn by turn). Each number said is
-scored heard or not (exactly, in order), overall, by voice split, and by its tens word: a
+scored heard or not (exactly, in order), overall, by voice split, by how the line was said
+(connected, or word by word: `world.libespeak`), and by its tens word: a
 model that never learned "forty" hears 347 as 377. And each slot due to write a digit is
 classed by what it wrote: a word's bytes drain a slot each after the word ends, so a slot
 that loses count of its place writes its neighbour's byte (347 -> 377 again, by another
@@ -57,8 +58,9 @@ def heard_numbers(true: list[int], heard: list[int]) -> list[bool]:
 
 @torch.no_grad()
 def score(model, episodes: list, bf16: bool) -> tuple[dict[str, list[int]], Counter]:
-    """(key -> [heard, said] over the numbers said, keyed all, voice/<split> and
-    tens/<word>; how many digit slots wrote each `digit_slots` kind)."""
+    """(key -> [heard, said] over the numbers said, keyed all, voice/<split>, said/<how the
+    lines were said: connected or word by word> and tens/<word>; how many digit slots wrote
+    each `digit_slots` kind)."""
     layout, counts, slots = model.cfg.layout, {}, Counter()
     codec, norm = DMelCodec(layout.dmel_levels), PlainNorm(model.mel_norm)
     for ep in tqdm(episodes, desc="hearing", unit="ep"):
@@ -69,7 +71,9 @@ def score(model, episodes: list, bf16: bool) -> tuple[dict[str, list[int]], Coun
         wrote = pred.transcript_logits.argmax(-1)[0].flatten().tolist()
         true = numbers(target)
         for n, hit in zip(true, heard_numbers(true, numbers(wrote))):
-            for key in ("all", f"voice/{ep.voice_split}", f"tens/{tens_word(n)}"):
+            said = "connected" if ep.scenario.user[0].connected else "words"
+            keys = ("all", f"voice/{ep.voice_split}", f"said/{said}", f"tens/{tens_word(n)}")
+            for key in keys:
                 c = counts.setdefault(key, [0, 0])
                 c[0] += hit
                 c[1] += 1

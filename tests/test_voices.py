@@ -2,6 +2,7 @@
 
 import ast
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from microturn.cli import main
 from microturn.eval.bench import BenchResult, Run
 from microturn.runtime.offline import RecordedInput
+from microturn.streams.audio import read_wav, resample
 from microturn.world import voices as V
 from microturn.world.engines import EngineUnavailable, FestivalTTS, FliteTTS, _piper_voice
 from microturn.world.episode import EpisodeBuilder
@@ -47,6 +49,49 @@ def test_each_engine_speaks_with_word_times_that_match_its_audio(voice_id):
         gap = sp.audio[round(x.end * RATE):round(y.t * RATE)]
         assert x.end < y.t and len(gap) > 0 and not gap.any()  # silent gaps between words
     assert sp.words[2].t - sp.words[1].end > sp.words[3].t - sp.words[2].end  # the comma pauses
+
+
+@pytest.mark.parametrize("voice_id", ["espeak-en-us", "espeak-en-gb", "espeak-en-gb-x-rp-Andy"])
+def test_a_connected_line_is_espeak_ngs_own_with_its_words_in_place(voice_id, tmp_path):
+    """Said as one line (libespeak-ng), the audio is what the espeak-ng program says, trimmed;
+    each word's span holds speech, in order, and a word the library joins to the one before
+    it ("on the") still gets its own span."""
+    voice = V.get_voice(voice_id)
+    line = "They are on the table, what is 347 times 29?"
+    sp = voice.speak(line, RATE, connected=True)
+    apart = voice.speak(line, RATE)
+    assert [w.text for w in sp.words] == line.split() == [w.text for w in apart.words]
+    assert sp.words[0].t == 0.0 and sp.words[-1].end == pytest.approx(sp.duration, abs=1e-3)
+    assert sp.duration < 0.9 * apart.duration  # no gap between words, no citation forms
+    for w in sp.words:
+        assert w.end - w.t > 0.04 and dbfs(sp.audio[round(w.t * RATE):round(w.end * RATE)]) > -40
+    assert all(x.end <= y.t + 1e-4 for x, y in zip(sp.words, sp.words[1:]))
+    comma = line.split().index("table,")
+    assert sp.words[comma + 1].t - sp.words[comma].end > 0.1  # the comma's pause is kept
+    wav = tmp_path / "line.wav"
+    name, _, variant = voice.voice.partition("+")
+    spec = f"{name}+{variant}" if variant else name
+    subprocess.run(["espeak-ng", "-v", spec, "-s", str(round(V.ESPEAK_WPM * voice.speed)), "-p",
+                    str(voice.pitch), "-w", str(wav), line], check=True)
+    program = resample(read_wav(wav, 22_050), 22_050, RATE)
+    lag = min(range(len(program) - len(sp.audio)),  # where the trimmed line starts in it
+              key=lambda i: np.abs(program[i:i + 400] - sp.audio[:400]).max())
+    assert np.abs(program[lag:lag + len(sp.audio)] - sp.audio).max() < 1e-4
+
+
+def test_half_the_episodes_speak_connected_lines_decided_apart_from_their_draws():
+    tts, connected = EspeakTTS(), []
+    for i in range(24):
+        b = EpisodeBuilder("turn_taking", f"train_turn_taking_{i:05d}", 8.0, tts,
+                           np.random.default_rng(i), user_voice="espeak-en-us")
+        u = b.user("What is 347 times 29?", 0.5)
+        line = b.voice.speak("What is 347 times 29?", RATE, tempo=b.tempo, connected=b.connected)
+        assert u.end - u.start == pytest.approx(line.duration, abs=1e-3)
+        rng = np.random.default_rng(i)
+        assert b.tempo == float(rng.choice(V.TEMPOS))  # the coin took none of the draws
+        assert b.rng.random() == rng.random()
+        connected.append(b.connected)
+    assert 6 <= sum(connected) <= 18
 
 
 def test_every_registry_voice_speaks_and_sounds_like_no_other():

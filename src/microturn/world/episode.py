@@ -28,7 +28,13 @@ from .scenario import RATE, Rendered, Scenario, Utterance
 from .tts import EspeakTTS
 from .video import RENDERERS
 from .voices import TEMPOS, Voice, draw_user_voice, get_voice, model_voice, user_voices
+
 FADE_S = 0.03  # a cut-off line fades out rather than clicks
+# Episodes whose espeak-ng voices say each line connected (`world.libespeak`) rather than word
+# by word: people talk in connected lines, and a model that only ever heard joined words
+# misheard them live. Drawn apart from the episode's own draws (`EpisodeBuilder.connected`),
+# so the other half of a split is the episodes it always was.
+CONNECTED_SHARE = 0.5
 
 
 @dataclass
@@ -70,6 +76,7 @@ class EpisodeBuilder:
     user_voice: str = ""  # a registry voice id or espeak-ng spec; drawn for the split if empty
     conditions: Conditions | None = None  # None: drawn from `acoustics.sample` at build
     user_audio: np.ndarray = field(init=False)  # the user's voice, dry
+    connected: bool = field(init=False)  # espeak-ng lines said connected, not word by word
     other_audio: np.ndarray = field(init=False)  # other people in the room, dry
     other_spans: list[tuple[float, float]] = field(default_factory=list)
     model_audio: np.ndarray = field(init=False)
@@ -92,6 +99,8 @@ class EpisodeBuilder:
                  else draw_user_voice(self.rng, self.split))
         self.user_voice, self.voice = voice.id, voice
         self.tempo = float(self.rng.choice(TEMPOS))  # the user's pace in this episode
+        coin = np.random.default_rng([zlib.crc32(self.id.encode()), 1]).random()
+        self.connected = bool(coin < CONNECTED_SHARE)  # how this episode's lines are said
 
     def _place(self, track: np.ndarray, audio: np.ndarray, t: float, gain: float = 1.0) -> None:
         a = int(round(t * RATE))
@@ -112,11 +121,12 @@ class EpisodeBuilder:
         if t is None:
             t = (self.turns[-1][1] if self.turns else 0.0) + (after or 0.0)
         t = round(t, 3)
-        sp = self.voice.speak(text, self.tts.rate, tempo=self.tempo)
+        sp = self.voice.speak(text, self.tts.rate, tempo=self.tempo, connected=self.connected)
         self._place(self.user_audio, sp.audio, t)
         words = sp.shifted(t, "user_word")
         u = Utterance(
-            text=text, t=t, answer=answer, voice=self.user_voice, voice_split=self.voice.split
+            text=text, t=t, answer=answer, voice=self.user_voice, voice_split=self.voice.split,
+            connected=self.connected,
         )
         self.utterances.append(u)
         self.turns.append((t, words[-1].end, u))
@@ -126,7 +136,8 @@ class EpisodeBuilder:
     def other(self, text: str, t: float, gain: float = 0.5) -> Spoken:
         """A second speaker, not talking to the model: heard, never answered."""
         voice: Voice = draw_user_voice(self.rng, self.split, exclude=(self.user_voice,))
-        sp = voice.speak(text, self.tts.rate, tempo=float(self.rng.choice(TEMPOS)))
+        sp = voice.speak(text, self.tts.rate, tempo=float(self.rng.choice(TEMPOS)),
+                         connected=self.connected)
         self._place(self.other_audio, sp.audio, t, gain)
         self.other_spans.append((t, t + sp.duration))
         return Spoken(t, t + sp.duration, sp.shifted(t, "other_word"))

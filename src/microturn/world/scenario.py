@@ -54,6 +54,7 @@ class Utterance:
     answer: str | None = None
     voice: str = "en-us+f2"  # a registry voice id (world.voices) or an espeak-ng spec
     voice_split: str | None = None  # the voice's split ("train", "heldout", ...): set when rendered
+    connected: bool = False  # said as one line (espeak-ng: world.libespeak), not word by word
 
     def __post_init__(self) -> None:
         if (self.t is None) == (self.after is None):
@@ -136,7 +137,7 @@ def render(sc: Scenario, rate: int = RATE) -> Rendered:
     for u in sc.user:
         voice = get_voice(u.voice)
         u = replace(u, voice_split=voice.split)
-        sp = voice.speak(u.text, rate)
+        sp = voice.speak(u.text, rate, connected=u.connected)
         start = u.t if u.t is not None else end + u.after
         end = start + sp.duration
         if end > sc.duration:

@@ -64,18 +64,24 @@ class Speech:
                 for w in self.words]
 
 
-def trim(x: np.ndarray, rate: int) -> np.ndarray:
-    """Cut leading and trailing silence (below TRIM_DBFS in 5 ms frames)."""
+def loud_span(x: np.ndarray, rate: int) -> tuple[int, int]:
+    """[start, end) samples of `x` between its first and last 5 ms frame above TRIM_DBFS."""
     hop = rate // 200
     frames = len(x) // hop
     if frames == 0:
-        return x
+        return 0, len(x)
     power = np.mean(x[: frames * hop].reshape(frames, hop) ** 2, axis=1)
     level = 20 * np.log10(np.sqrt(power) + 1e-10)
     loud = np.nonzero(level > TRIM_DBFS)[0]
     if not len(loud):
-        return x[:0]
-    return x[loud[0] * hop:(loud[-1] + 1) * hop]
+        return 0, 0
+    return int(loud[0]) * hop, (int(loud[-1]) + 1) * hop
+
+
+def trim(x: np.ndarray, rate: int) -> np.ndarray:
+    """Cut leading and trailing silence (below TRIM_DBFS in 5 ms frames)."""
+    a, b = loud_span(x, rate)
+    return x[a:b]
 
 
 class EspeakTTS:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .engines import EngineUnavailable, FestivalTTS, FliteTTS, PiperTTS
+from .libespeak import speak_connected
 from .tts import EspeakTTS, Speech
 from .tts import Voice as EspeakVoice
 
@@ -49,14 +50,17 @@ class Voice:
     speed: float = 1.0  # the voice's own pace, relative; a line's tempo multiplies it
 
     def speak(self, text: str, rate: int = RATE, kind: str = "user_word",
-              tempo: float = 1.0) -> Speech:
-        """`text` as audio at `rate` with each word's exact times (kind "user_word" etc.)."""
+              tempo: float = 1.0, connected: bool = False) -> Speech:
+        """`text` as audio at `rate` with each word's times (kind "user_word" etc.): said word
+        by word, or with `connected` as one line (espeak-ng only: `world.libespeak`)."""
         speed = round(self.speed * tempo, 3)
         eng = engine(self.engine, rate)
         if self.engine == "espeak-ng":
             name, _, variant = self.voice.partition("+")
-            wpm = round(ESPEAK_WPM * speed)
-            return eng.speak(text, EspeakVoice(name, variant or None, wpm, self.pitch), kind)
+            spec = EspeakVoice(name, variant or None, round(ESPEAK_WPM * speed), self.pitch)
+            if connected and (line := speak_connected(text, spec, rate, kind)) is not None:
+                return line
+            return eng.speak(text, spec, kind)
         return eng.speak(text, self.voice, speed, kind)
 
 
