@@ -17,7 +17,9 @@ from microturn.world import voices as V
 from microturn.world.engines import EngineUnavailable, FestivalTTS, FliteTTS, _piper_voice
 from microturn.world.episode import EpisodeBuilder
 from microturn.world.scenario import Rendered, Scenario, Utterance
-from microturn.world.tts import EspeakTTS, words_of
+from microturn.world.libespeak import speak_connected
+from microturn.world.tts import EspeakTTS, TTSUnavailable, words_of
+from microturn.world.tts import Voice as EspeakVoice
 
 RATE = 16_000
 LINE = "Hello there, what is the capital of France?"
@@ -77,6 +79,8 @@ def test_a_connected_line_is_espeak_ngs_own_with_its_words_in_place(voice_id, tm
     lag = min(range(len(program) - len(sp.audio)),  # where the trimmed line starts in it
               key=lambda i: np.abs(program[i:i + 400] - sp.audio[:400]).max())
     assert np.abs(program[lag:lag + len(sp.audio)] - sp.audio).max() < 1e-4
+    with pytest.raises(TTSUnavailable, match="no voice 'xx-nope'"):  # said in a child, raised here
+        speak_connected(line, EspeakVoice("xx-nope"), RATE)
 
 
 def test_half_the_episodes_speak_connected_lines_decided_apart_from_their_draws():
