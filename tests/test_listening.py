@@ -9,7 +9,7 @@ from microturn.background.context import ContextPackage
 from microturn.config import TurnLayout
 from microturn.eval.metrics import answer_cer, cer, transcript_cer, Word
 from microturn.streams.text import ByteTokenizer
-from microturn.streams.timeline import digits_known, transcript_targets
+from microturn.streams.timeline import transcript_targets
 from microturn.streams.turns import Event, TurnOutput, TurnUnpacker
 from microturn.world.families import FAMILY_GENERATORS, generate
 
@@ -34,25 +34,6 @@ def test_targets_queue_when_words_come_fast():
     words = [Event(0.05 * i, "user_word", "abcdefgh", 0.05 * i + 0.04) for i in range(6)]
     heard = transcript_targets(words, LAYOUT, n=20).flatten().tolist()
     assert bytes(t for t in heard if t != PAD).decode() == "abcdefgh " * 6  # nothing dropped
-
-
-def test_a_numbers_digits_are_due_as_they_are_said():
-    """ "347" is said "three hundred | forty | seven": each digit is written soon after its
-    part, none before it (by letters, behind espeak-ng's timing), the rest as a word is."""
-    assert digits_known("347") == [12 / 22, 17 / 22, 1.0]
-    assert digits_known("307") == [12 / 17, 1.0, 1.0]  # the 0 is known once "seven" is
-    assert digits_known("315") == [12 / 19, 1.0, 1.0]  # a teen names two digits at once
-    assert digits_known("29") == [6 / 10, 1.0]
-    assert digits_known("13") == [1.0, 1.0] and digits_known("300") == [1.0, 1.0, 1.0]
-    for word in ("1204", "007", "what", "2+2"):
-        assert digits_known(word) == [1.0] * len(word)
-    words = [Event(0.10, "user_word", "347", 1.60), Event(1.70, "user_word", "times", 2.00)]
-    heard = transcript_targets(words, LAYOUT, n=12).flatten().tolist()
-    slot_s = LAYOUT.turn_seconds / LAYOUT.audio_slots
-    due = {chr(b): i * slot_s for i, b in enumerate(heard) if b != PAD}
-    assert bytes(b for b in heard if b != PAD).decode() == "347 times "
-    assert 0.10 + 1.5 * 12 / 22 < due["3"] < due["4"] < 1.60 < due["7"]
-    assert due["4"] >= 0.10 + 1.5 * 17 / 22
 
 
 def test_unpacker_turns_bytes_into_heard_words():

@@ -72,70 +72,25 @@ def heard_form(word: str) -> str:
     return re.sub(r"[^\w' ]+", "", word.lower()).strip()
 
 
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen \
-fifteen sixteen seventeen eighteen nineteen".split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-
-
-def digits_known(number: str) -> list[float]:
-    """For a whole number of up to three digits, the share of its spoken length after which
-    each digit is known: "347" is "three hundred | forty | seven", so 3 after the first part,
-    4 after the second and 7 at the end. A digit no part names (the 0 of 307) comes with the
-    next part that does, or at the end. The share is by letters of the spoken parts, which
-    runs a little behind espeak-ng's own timing (measured: "three hundred" ends at 0.46 of
-    "347", its letters at 0.55), so no digit is due before it was said. Other words: [1.0]*n.
-    """
-    n = len(number)
-    if not number.isdigit() or not 1 <= n <= 3 or number[0] == "0":
-        return [1.0] * n
-    h, t, u = (int(c) for c in number.zfill(3))
-    parts: list[tuple[str, int]] = []  # (spoken part, digits of `number` known after it)
-    if h:
-        parts.append((f"{_ONES[h]}hundred", 1))
-    if t == 1:
-        parts.append((_ONES[10 + u], n))
-    else:
-        if t:
-            parts.append((_TENS[t], n - 1))
-        if u:
-            parts.append((_ONES[u], n))
-    total = sum(len(p) for p, _ in parts)
-    shares, said, done = [1.0] * n, 0, 0
-    for spoken, known in parts[:-1]:  # the last part ends with the word, at 1.0
-        said += len(spoken)
-        shares[done:known] = [said / total] * (known - done)
-        done = known
-    return shares
-
-
 def transcript_targets(words: list[Event], layout: TurnLayout, n: int) -> torch.Tensor:
     """[n, audio_slots] byte targets of the listening transcript, one per audio-in slot.
 
     A heard word (and the space after it) is queued at the slot after the one its end falls
     in, so the slot that writes a byte has already heard the whole word (causal), and the
-    queue drains a byte a slot (20 bytes/s, faster than people speak). A number's digits
-    are queued as they are said (`digits_known`), each one slot later than its estimate:
-    written a second after "three" was said, the 3 of "347" was a byte to recall, not to
-    hear, and a third of the transcript's digit slots wrote their neighbour's digit."""
+    queue drains a byte a slot (20 bytes/s, faster than people speak)."""
     slot_s = layout.turn_seconds / layout.audio_slots
     out = torch.full((n * layout.audio_slots,), TOKENIZER.PAD, dtype=torch.long)
-    ready: list[tuple[int, str]] = []  # (slot, text), in the order they are written
-    for w in words:
-        text = heard_form(w.text)
-        if w.end is None or not text:
-            continue
-        end = math.floor(round(w.end / slot_s, 6)) + 1
-        early = [s for s in digits_known(text) if s < 1.0]
-        for i, share in enumerate(early):
-            at = math.floor(round((w.t + share * (w.end - w.t)) / slot_s, 6)) + 2
-            ready.append((min(at, end), text[i]))
-        ready.append((end, text[len(early):] + " "))
-    ready.sort(key=lambda r: r[0])  # stable: a word's parts keep their order
     queue: list[int] = []
+    ready = sorted(
+        (math.floor(round(w.end / slot_s, 6)) + 1, heard_form(w.text))
+        for w in words
+        if w.end is not None
+    )
     i = 0
     for s in range(len(out)):
         while i < len(ready) and ready[i][0] <= s:
-            queue += TOKENIZER.encode(ready[i][1])
+            if ready[i][1]:
+                queue += TOKENIZER.encode(ready[i][1] + " ")
             i += 1
         if queue:
             out[s] = queue.pop(0)
