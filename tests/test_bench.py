@@ -34,6 +34,11 @@ def test_dev_suite_loads():
             '{"id": "x", "family": "pause", "duration": 3, "user": [{"text": "hi", "when": 1}]}',
             "bad \\[\\[user\\]\\]",
         ),
+        (
+            '{"id": "x", "family": "pause", "duration": 3, '
+            '"user": [{"text": "hi", "t": 1, "connected": "yes"}]}',
+            "'connected' is true or false",
+        ),
         ('{"id": ', "not valid JSON"),
     ],
 )

@@ -16,7 +16,7 @@ from microturn.streams.audio import read_wav, resample
 from microturn.world import voices as V
 from microturn.world.engines import EngineUnavailable, FestivalTTS, FliteTTS, _piper_voice
 from microturn.world.episode import EpisodeBuilder
-from microturn.world.scenario import Rendered, Scenario, Utterance
+from microturn.world.scenario import Rendered, Scenario, Utterance, render
 from microturn.world.libespeak import speak_connected
 from microturn.world.tts import EspeakTTS, TTSUnavailable, words_of
 from microturn.world.tts import Voice as EspeakVoice
@@ -96,6 +96,18 @@ def test_half_the_episodes_speak_connected_lines_decided_apart_from_their_draws(
         assert b.rng.random() == rng.random()
         connected.append(b.connected)
     assert 6 <= sum(connected) <= 18
+
+
+def test_a_scenario_file_asks_for_a_connected_line(tmp_path):
+    said = {}
+    for connected in ("true", "false"):
+        (tmp_path / "s.toml").write_text(
+            'id = "c"\nfamily = "turn_taking"\nduration = 6.0\n[[user]]\nt = 0.5\n'
+            f'text = "What is 347 times 29?"\nvoice = "en-us"\nconnected = {connected}\n')
+        said[connected] = render(Scenario.load(tmp_path / "s.toml"))
+    line = V.get_voice("en-us").speak("What is 347 times 29?", RATE, connected=True)
+    assert said["true"].user_words[-1].end == pytest.approx(0.5 + line.duration, abs=1e-3)
+    assert said["false"].user_words[-1].end > said["true"].user_words[-1].end + 0.3
 
 
 def test_every_registry_voice_speaks_and_sounds_like_no_other():

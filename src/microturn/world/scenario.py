@@ -10,6 +10,7 @@ A scenario file (JSON or TOML) holds one scenario:
     text = "What is the capital of France?"
     answer = "Paris is the capital of France."   # the oracle's answer (baseline), optional
     voice = "en-us+f2"               # optional: a registry voice id or espeak-ng voice[+variant]
+    connected = true                 # optional: said as one line (espeak-ng), not word by word
     [[typed]]                        # optional typed text
     t = 3.0
     text = "and of Spain?"
@@ -59,6 +60,9 @@ class Utterance:
     def __post_init__(self) -> None:
         if (self.t is None) == (self.after is None):
             raise ConfigError(f"utterance {self.text!r}: give exactly one of 't' and 'after'")
+        if not isinstance(self.connected, bool):
+            raise ConfigError(f"utterance {self.text!r}: 'connected' is true or false, not "
+                              f"{self.connected!r}")
 
 
 @dataclass
