@@ -152,12 +152,11 @@ def speak_connected(text: str, voice: Voice, rate: int, kind: str = "user_word")
         return None
     audio = resample(audio, lib.rate, rate)
     heads = sorted(onset)  # each starts a group: itself and the words with no event after it
+    bounds = [min(int(onset[k] * rate / 1000), len(audio)) for k in heads] + [len(audio)]
     words: list[Event] = []
     for g, k in enumerate(heads):
         group = range(k, heads[g + 1] if g + 1 < len(heads) else len(tokens))
-        a = min(int(onset[k] * rate / 1000), len(audio))
-        b = min(int(onset[heads[g + 1]] * rate / 1000), len(audio)) if g + 1 < len(heads) \
-            else len(audio)
+        a, b = bounds[g], bounds[g + 1]
         lo, hi = loud_span(audio[a:b], rate)
         if hi <= lo:  # a word the library said nothing for
             return None
@@ -166,6 +165,6 @@ def speak_connected(text: str, voice: Voice, rate: int, kind: str = "user_word")
         words += [Event(float(edge[i]) / rate, kind, tokens[j][0], float(edge[i + 1]) / rate)
                   for i, j in enumerate(group)]
     first, last = int(round(words[0].t * rate)), int(round(words[-1].end * rate))
-    shift = first / rate
-    words = [Event(round(w.t - shift, 4), w.kind, w.text, round(w.end - shift, 4)) for w in words]
-    return Speech(audio[first:last].astype(np.float32), words, rate)
+    line = Speech(audio[first:last].astype(np.float32), words, rate)
+    line.words = line.shifted(-first / rate)  # the line starts at its first word
+    return line
