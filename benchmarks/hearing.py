@@ -11,7 +11,9 @@ scored heard or not (exactly, in order), overall, by voice split, by how the lin
 model that never learned "forty" hears 347 as 377. And each slot due to write a digit is
 classed by what it wrote: a word's bytes drain a slot each after the word ends, so a slot
 that loses count of its place writes its neighbour's byte (347 -> 377 again, by another
-road).
+road). A model trained with the aligned loss (`train.transcript_window`) may write a byte a
+slot or more off the fixed schedule and still be right: for it, read the numbers heard,
+not the digit slots.
 
     python benchmarks/hearing.py default --episodes 40
 """

@@ -74,6 +74,23 @@ def test_every_stream_loss_falls(tmp_path):
         assert after < 0.8 * before, (stream, before, after)
 
 
+def test_the_aligned_transcript_loss_trains(tmp_path):
+    """train.transcript_window > 0: the transcript is scored by model.alignment, and the
+    transcript as written (free-running, whatever its slots) gets closer to what was said."""
+    cfg = load_config(
+        write_config(tmp_path, steps=120, lr=4e-3, warmup_steps=10, checkpoint_every=120,
+                     episode_seconds=6.0, transcript_window=4, eval_episodes=4, eval_every=60)
+    )
+    logs = Trainer(cfg, tmp_path / "run", progress=False).fit()
+    before = sum(x.transcript for x in logs[:10]) / 10
+    after = sum(x.transcript for x in logs[-10:]) / 10
+    assert after < 0.8 * before, (before, after)
+    evals = [r for r in losses(tmp_path / "run") if "eval_transcript" in r]
+    assert [r["step"] for r in evals] == [60, 120]
+    cers = [v for r in evals for k, v in r.items() if k.endswith("/transcript_cer")]
+    assert cers and all(v >= 0 for v in cers)
+
+
 def test_sigkill_resumes_with_identical_losses(tmp_path):
     config = write_config(tmp_path, steps=24, checkpoint_every=4)
     ref = cli("train", "--config", str(config), "--out", str(tmp_path / "ref"), "--quiet")

@@ -247,6 +247,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (pays back after ~100 CPU steps)
     pad_weight: float = 1.0  # a PAD slot of text/transcript counts this much of a real token
     own_voice_noise: float = 0.0  # share of speaking turns heard with noise (Trainer.own_voice)
+    # 0: each transcript byte is due at exactly one slot (cross-entropy); n > 0: it may come
+    # anywhere from its word's start to n slots after that one, once and in order (aligned)
+    transcript_window: int = 0
     loss_weights: dict = field(default_factory=dict)  # stream -> weight in the total (default 1)
     family_weights: dict = field(default_factory=dict)  # family -> relative share of episodes
     drills: dict = field(default_factory=dict)  # training-only drill -> share, as family_weights
@@ -270,6 +273,8 @@ class TrainConfig:
             (self.dtype in ("bf16", "fp32"), "dtype"),
             (0 <= self.pad_weight <= 1, "pad_weight"),
             (0 <= self.own_voice_noise <= 1, "own_voice_noise"),
+            (isinstance(self.transcript_window, int) and self.transcript_window >= 0,
+             "transcript_window"),
             (
                 all(isinstance(v, (int, float)) and v >= 0 for v in self.loss_weights.values()),
                 "loss_weights",

@@ -39,6 +39,7 @@ from ..config import CONTROL_TOKENS, ModelConfig
 from ..streams.audio import DMelCodec, MelNorm
 from ..streams.text import ByteTokenizer
 from ..streams.turns import TurnBatch
+from .alignment import aligned_transcript_loss
 from .fusion import READ_STREAMS, History, TurnEmbedder, continuation, stream_history
 from .heads import FlowHead
 from .linear import InvariantLinear
@@ -227,12 +228,14 @@ class InteractionModel(nn.Module):
         pad_weight: float = 1.0,
         weights: dict[str, float] | None = None,
         own_voice: torch.Tensor | None = None,
+        transcript_window: int = 0,
     ) -> dict[str, torch.Tensor]:
         """Losses per stream. `noise` = (t [B, L, A, draws], eps [B, L, A, draws, D]) fixes the
         flow head's draws; `audio_count` is the speaking-slot count the audio loss averages
         over (default: this batch's), so shards of one batch add up to the whole. `weights`
         scale each stream's share of the total (1 when absent). `own_voice` [B, L, A, D] replaces
-        the frames the trunk hears of its own voice (the targets stay `batch.audio_out`)."""
+        the frames the trunk hears of its own voice (the targets stay `batch.audio_out`).
+        `transcript_window` > 0 scores the transcript with the aligned loss (`alignment`)."""
         inputs = batch if own_voice is None else dataclasses.replace(batch, audio_out=own_voice)
         pred = self.predict(self.hidden(inputs), batch)
         losses = {
@@ -242,8 +245,14 @@ class InteractionModel(nn.Module):
             "text": token_loss(pred.text_logits, batch.text_out, pad_weight),
         }
         if pred.transcript_logits is not None and batch.heard is not None:
-            heard = batch.heard.masked_fill(~batch.audio_in_mask[..., None], -100)
-            losses["transcript"] = token_loss(pred.transcript_logits, heard, pad_weight)
+            if transcript_window and batch.heard_early is not None:
+                losses["transcript"] = aligned_transcript_loss(
+                    pred.transcript_logits, batch.heard, batch.heard_early,
+                    batch.audio_in_mask, transcript_window,
+                )
+            else:
+                heard = batch.heard.masked_fill(~batch.audio_in_mask[..., None], -100)
+                losses["transcript"] = token_loss(pred.transcript_logits, heard, pad_weight)
         speak = batch.audio_out_mask
         if speak.any():
             cond = pred.audio_cond[speak].flatten(0, -2)

@@ -78,23 +78,37 @@ def transcript_targets(words: list[Event], layout: TurnLayout, n: int) -> torch.
     A heard word (and the space after it) is queued at the slot after the one its end falls
     in, so the slot that writes a byte has already heard the whole word (causal), and the
     queue drains a byte a slot (20 bytes/s, faster than people speak)."""
+    return transcript_schedule(words, layout, n)[0]
+
+
+def transcript_schedule(
+    words: list[Event], layout: TurnLayout, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`transcript_targets` and, at each slot that is due a byte, how many slots earlier it
+    may be written: back to the slot after the one its word starts in. The aligned loss
+    (`model.alignment`) lets a byte fall anywhere in that window, so the digits of "347" may
+    come as "three hundred", "forty" and "seven" are heard instead of all after the word."""
     slot_s = layout.turn_seconds / layout.audio_slots
     out = torch.full((n * layout.audio_slots,), TOKENIZER.PAD, dtype=torch.long)
-    queue: list[int] = []
+    early = torch.zeros(n * layout.audio_slots, dtype=torch.long)
+    queue: list[tuple[int, int]] = []  # (byte, the first slot it may be written at)
     ready = sorted(
-        (math.floor(round(w.end / slot_s, 6)) + 1, heard_form(w.text))
+        (math.floor(round(w.end / slot_s, 6)) + 1, math.floor(round(w.t / slot_s, 6)) + 1,
+         heard_form(w.text))
         for w in words
         if w.end is not None
     )
     i = 0
     for s in range(len(out)):
         while i < len(ready) and ready[i][0] <= s:
-            if ready[i][1]:
-                queue += TOKENIZER.encode(ready[i][1] + " ")
+            due, first, text = ready[i]
+            if text:
+                queue += [(b, min(first, due)) for b in TOKENIZER.encode(text + " ")]
             i += 1
         if queue:
-            out[s] = queue.pop(0)
-    return out.view(n, layout.audio_slots)
+            byte, first = queue.pop(0)
+            out[s], early[s] = byte, s - first
+    return out.view(n, layout.audio_slots), early.view(n, layout.audio_slots)
 
 
 def timeline_to_turns(
@@ -148,7 +162,8 @@ def timeline_to_turns(
             TurnOutput(control=SPEAK if speak else SILENT, text=out_text.take(), audio=mel)
         )
     batch = TurnBatch.stack(inputs, outputs, layout)
-    batch.heard = transcript_targets(tl.of("user_word"), layout, n)[None]
+    heard, early = transcript_schedule(tl.of("user_word"), layout, n)
+    batch.heard, batch.heard_early = heard[None], early[None]
     return batch
 
 

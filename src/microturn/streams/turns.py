@@ -63,6 +63,7 @@ class TurnBatch:
     text_out: torch.Tensor  # [B, L, To] long
     audio_out: torch.Tensor  # [B, L, A, D] float (normalised mel)
     heard: torch.Tensor | None = None  # [B, L, A] long: transcript targets at the audio-in slots
+    heard_early: torch.Tensor | None = None  # [B, L, A] long: slots before its own a byte may come
 
     @property
     def audio_out_mask(self) -> torch.Tensor:

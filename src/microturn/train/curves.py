@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-SCORES = ("text_acc", "onset_acc", "switch_acc", "transcript_acc")
+SCORES = ("text_acc", "onset_acc", "switch_acc", "transcript_acc", "transcript_cer")
 
 
 def plot_curves(log_path: str | Path, out: str | Path) -> Path:

@@ -34,7 +34,7 @@ from ..streams.video import frame_to_patches
 from ..world.families import DRILL_GENERATORS, FAMILY_GENERATORS, REVISIONS, generate
 from ..world.tts import EspeakTTS
 
-CACHE_VERSION = "7"  # bump when the world or the stream code changes what every episode renders
+CACHE_VERSION = "8"  # bump when the world or the stream code changes what every episode renders
 # to; a change to some families' episodes raises their `world.families.REVISIONS` instead
 SPEECH_GAP_S = 0.5  # real data: model words closer than this are one speech segment
 
@@ -60,6 +60,7 @@ def timeline_tensors(tl: Timeline, layout: TurnLayout, codec: DMelCodec) -> dict
         "text_out": b.text_out[0].to(torch.int16),
         "audio_out": b.audio_out[0].to(torch.float16),
         "heard": b.heard[0].to(torch.int16),
+        "heard_early": b.heard_early[0].to(torch.int16),
     }
 
 
@@ -94,6 +95,9 @@ def collate(items: list[dict[str, torch.Tensor]], layout: TurnLayout, norm: MelN
         text_out=stack("text_out", torch.long),
         audio_out=mel * speak[..., None, None],
         heard=stack("heard", torch.long) if all("heard" in it for it in items) else None,
+        heard_early=(
+            stack("heard_early", torch.long) if all("heard_early" in it for it in items) else None
+        ),
     )
 
 

@@ -9,7 +9,9 @@ something happens, so a learning curve shows when a family's events start to be 
 * `switch_acc`: the control is right at the turns where it changes (starting and stopping
   to speak), the moments timing is about;
 * `control_acc`: the control is right over every turn;
-* `transcript_acc`: the listening transcript's byte is right, over the heard bytes.
+* `transcript_acc`: the listening transcript's byte is right, over the heard bytes;
+* `transcript_cer`: the character error rate of the transcript as written, whatever its slots
+  (the aligned loss, `model.alignment`, lets a byte come early or late: its slot may differ).
 
 A sequence with no such slot scores NaN for that key (the caller skips it).
 """
@@ -21,6 +23,7 @@ import argparse
 import torch
 
 from ..config import TrainConfig
+from ..eval.metrics import cer
 from ..model.checkpoint import load_default, load_model
 from ..model.interaction import PAD, InteractionModel, text_onsets
 from ..streams.turns import TurnBatch
@@ -33,6 +36,18 @@ def _acc(logits: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> tor
     dims = tuple(range(1, where.dim()))
     count = where.sum(dims)
     return torch.where(count > 0, hit.sum(dims) / count.clamp(min=1), torch.nan)
+
+
+def _transcript_cer(written: torch.Tensor, batch: TurnBatch, heard: torch.Tensor) -> torch.Tensor:
+    """[B] CER of the bytes written in the slots that heard audio against the bytes due."""
+    present = batch.audio_in_mask[..., None].expand_as(heard)
+    out = []
+    for b in range(written.shape[0]):
+        due = batch.heard[b][heard[b]].tolist()
+        wrote = [t for t in written[b][present[b]].tolist() if t < 256]
+        out.append(cer(bytes(wrote).decode(errors="replace"), bytes(due).decode()) if due
+                   else float("nan"))
+    return torch.tensor(out)
 
 
 @torch.no_grad()
@@ -51,6 +66,7 @@ def sequence_scores(model: InteractionModel, batch: TurnBatch) -> dict[str, torc
     if pred.transcript_logits is not None and batch.heard is not None:
         heard = (batch.heard != PAD) & batch.audio_in_mask[..., None]
         out["transcript_acc"] = _acc(pred.transcript_logits, batch.heard, heard)
+        out["transcript_cer"] = _transcript_cer(pred.transcript_logits.argmax(-1), batch, heard)
     return {k: v.float().cpu() for k, v in out.items()}
 
 

@@ -333,6 +333,7 @@ class Trainer:
                 self.tc.pad_weight,
                 dict(self.tc.loss_weights),
                 self.own_voice(batch, positions) if train else None,
+                transcript_window=self.tc.transcript_window,
             )
 
     def _mean(self, values: list[float]) -> list[float]:
