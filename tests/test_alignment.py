@@ -6,13 +6,17 @@ from __future__ import annotations
 import itertools
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from microturn.config import TurnLayout
+from microturn.config import TurnLayout, named_config
+from microturn.engine.parity import random_batch
+from microturn.errors import InputError
 from microturn.model.alignment import aligned_transcript_loss
+from microturn.model.interaction import InteractionModel
 from microturn.streams.text import ByteTokenizer
-from microturn.streams.timeline import transcript_schedule
+from microturn.streams.timeline import transcript_schedule, transcript_targets
 from microturn.streams.turns import Event
 
 PAD = ByteTokenizer.PAD
@@ -77,3 +81,11 @@ def test_a_byte_may_come_from_its_word_start():
     assert (first[:4] == 1).all()  # "347 ": from the slot after the one the word starts in
     assert (first[4:] == math.floor(round(1.6 / slot, 6)) + 1).all()
     assert (first <= due).all()
+
+
+def test_a_batch_without_windows_is_refused_not_scored_slot_by_slot():
+    cfg = named_config("tiny").model
+    batch = random_batch(cfg, 1, 3, seed=1, speak=0.4)
+    batch.heard = transcript_targets([], cfg.layout, 3)[None]
+    with pytest.raises(InputError, match="transcript_window"):
+        InteractionModel(cfg)(batch, transcript_window=4)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import CONTROL_TOKENS, ModelConfig
+from ..errors import InputError
 from ..streams.audio import DMelCodec, MelNorm
 from ..streams.text import ByteTokenizer
 from ..streams.turns import TurnBatch
@@ -245,7 +246,12 @@ class InteractionModel(nn.Module):
             "text": token_loss(pred.text_logits, batch.text_out, pad_weight),
         }
         if pred.transcript_logits is not None and batch.heard is not None:
-            if transcript_window and batch.heard_early is not None:
+            if transcript_window:
+                if batch.heard_early is None:
+                    raise InputError(
+                        "train.transcript_window needs each heard byte's window "
+                        "(TurnBatch.heard_early, from streams.timeline.transcript_schedule)"
+                    )
                 losses["transcript"] = aligned_transcript_loss(
                     pred.transcript_logits, batch.heard, batch.heard_early,
                     batch.audio_in_mask, transcript_window,
