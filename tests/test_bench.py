@@ -138,3 +138,29 @@ def test_bench_in_processes_matches_one_process(small_model, tmp_path):
         assert [w.text for r in two.runs[system] for w in r.words] == [
             w.text for r in one.runs[system] for w in r.words
         ]
+
+
+def test_the_eval_split_scores_the_worlds_own_lines_beside_the_systems(small_model, tmp_path):
+    """The world's own lines for an eval episode, scored alike, are each metric's ceiling as
+    training teaches it: an exact answer, and a story's three "mm-hm"s taking the turn by
+    FD-bench's count. Scenario files have none, and no such column."""
+    from microturn.eval.bench import REFERENCE
+    from microturn.world.families import eval_split
+
+    rendered = eval_split(1, ["turn_taking", "backchannel"], duration=16.0)
+    assert all(r.ideal for r in rendered)
+    result = run_bench(Engine(small_model, EngineConfig(max_sessions=1)), rendered,
+                       suite="eval", progress=False, intelligibility=False)
+    world = result.summary()["systems"][REFERENCE]
+    assert world["turn_taking_tor"] == 1.0 and world["answer_cer"] == 0.0
+    said = [w.text for w in result.runs[REFERENCE][1].words]
+    assert said and world["backchannel_freq"] > 0  # the world backchannels the story
+    assert world["transcript_cer"] is None  # the world writes no transcript
+    table = format_table(result)
+    assert REFERENCE in table.splitlines()[0]
+    page = write_timeline_html(result, rendered[0].scenario.id, tmp_path / "t.html").read_text()
+    assert REFERENCE in page
+    dev = [s for s in load_suite("dev") if s.id == "pause_thinking"]
+    plain = run_bench(Engine(small_model, EngineConfig(max_sessions=1)), dev, progress=False,
+                      intelligibility=False)
+    assert REFERENCE not in plain.runs and REFERENCE not in format_table(plain)

@@ -2,7 +2,10 @@
 
 Each scenario is rendered once (real espeak-ng speech), run through a microturn session
 (the offline runner, background agent on) and through the VAD harness, and scored with
-the same metrics from what each system said and when.
+the same metrics from what each system said and when. Episodes of the world's eval split
+also score the world's own lines (`REFERENCE`): what training teaches, so each metric's
+ceiling as the world defines it (FD-bench's backchannel TOR counts the world's own three
+"mm-hm"s in a story as taking the turn).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ METRICS = (
     "transcript_cer",
 )
 SYSTEMS = ("microturn", "vad_harness")
+REFERENCE = "world"  # not a system: the world's own lines, where the scenarios have them
 VOICE_GROUP_METRICS = ("turn_taking_tor", "turn_taking_latency_s", "transcript_cer")
 
 
@@ -165,6 +169,13 @@ def run_bench(
         result.runs["vad_harness"].append(
             Run(base.words, base.speech, score(r, base.words, base.speech) | check)
         )
+        if r.ideal is not None:
+            words, speech = M.heard(r.ideal)
+            result.runs.setdefault(REFERENCE, []).append(
+                Run(words, speech, score(r, words, speech))
+            )
+    if len(result.runs.get(REFERENCE, [])) != len(result.rendered):
+        result.runs.pop(REFERENCE, None)  # a suite with scenario files has no reference
     return result
 
 
@@ -207,8 +218,9 @@ def run_bench_parallel(
             parts.append(f.result())
             bar.update()
         bar.close()
+    names = (*SYSTEMS, REFERENCE) if parts and all(REFERENCE in p.runs for p in parts) else SYSTEMS
     return BenchResult(
         suite,
         [p.rendered[0] for p in parts],
-        {s: [p.runs[s][0] for p in parts] for s in SYSTEMS},
+        {s: [p.runs[s][0] for p in parts] for s in names},
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..viz import Lane, write_html
-from .bench import SYSTEMS, BenchResult
+from .bench import REFERENCE, SYSTEMS, BenchResult
 
 BETTER = {
     "pause_tor": "lower",
@@ -27,19 +27,24 @@ def _fmt(v) -> str:
 
 
 def format_table(result: BenchResult) -> str:
-    lines = [f"{'family':<14} {'metric':<28} {'microturn':>10} {'vad_harness':>12}  better"]
-    checks = {n: result.summary()["systems"][n].get("vad_agreement") for n in SYSTEMS}
+    """Per family and metric, each system beside the other, and the world's own lines
+    (`bench.REFERENCE`: the metric's ceiling as training teaches it) where there are some."""
+    names = [*SYSTEMS, *([REFERENCE] if REFERENCE in result.runs else [])]
+    widths = [max(len(n), 10) for n in names]
+    head = " ".join(f"{n:>{w}}" for n, w in zip(names, widths))
+    lines = [f"{'family':<14} {'metric':<28} {head}  better"]
     for fam, systems in sorted(result.by_family().items()):
         keys = sorted({k for s in systems.values() for k in s} - {"vad_agreement"})
         for i, k in enumerate(keys):
-            row = [systems.get(s, {}).get(k) for s in SYSTEMS]
-            lines.append(
-                f"{fam if i == 0 else '':<14} {k:<28} {_fmt(row[0]):>10} {_fmt(row[1]):>12}  "
-                f"{BETTER.get(k, 'higher')}"
-            )
+            row = " ".join(f"{_fmt(systems.get(n, {}).get(k)):>{w}}" for n, w in zip(names, widths))
+            lines.append(f"{fam if i == 0 else '':<14} {k:<28} {row}  {BETTER.get(k, 'higher')}")
+    checks = result.summary()["systems"]
+    row = " ".join(
+        f"{_fmt(checks[n].get('vad_agreement')) if n in SYSTEMS else '':>{w}}"
+        for n, w in zip(names, widths)
+    )
     lines.append(
-        f"{'(check)':<14} {'vad_agreement':<28} {_fmt(checks['microturn']):>10} "
-        f"{_fmt(checks['vad_harness']):>12}  logged speech vs VAD on the output audio"
+        f"{'(check)':<14} {'vad_agreement':<28} {row}  logged speech vs VAD on the output audio"
     )
     return "\n".join(lines)
 
@@ -83,12 +88,13 @@ def write_timeline_html(result: BenchResult, scenario_id: str, path: str | Path)
     ]
     heard = [(e.t, e.text) for e in result.runs["microturn"][idx].extra if e.kind == "heard_word"]
     lanes.append(Lane("heard", [], heard))  # microturn's listening transcript
-    for name in SYSTEMS:
+    names = [*SYSTEMS, *([REFERENCE] if REFERENCE in result.runs else [])]
+    for name in names:
         run = result.runs[name][idx]
         lanes.append(Lane(name, run.speech, [(w.t, w.text) for w in run.words]))
     tasks = [e for e in result.runs["microturn"][idx].extra if e.kind != "heard_word"]
     lanes.append(Lane("background", [], [(e.t, f"{e.kind}: {e.text}") for e in tasks]))
-    notes = [f"{n}: {result.runs[n][idx].scores}" for n in SYSTEMS]
+    notes = [f"{n}: {result.runs[n][idx].scores}" for n in names]
     return write_html(
         path, f"{scenario_id} — {r.scenario.family}", r.scenario.duration, lanes, notes
     )

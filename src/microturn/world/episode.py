@@ -211,7 +211,8 @@ class EpisodeBuilder:
             user_words=user_words,
             duration=self.duration,
         )
-        rendered = Rendered(sc, rec, user_words, list(self.turns), dict(self.truth))
+        ideal = [e for e in self.events if e.kind in ("model_word", "model_speech")]
+        rendered = Rendered(sc, rec, user_words, list(self.turns), dict(self.truth), ideal)
         tl = Timeline(
             self.duration,
             sorted(self.events, key=lambda e: (e.t, e.kind)),

@@ -130,6 +130,9 @@ class Rendered:
     user_words: list[Event]  # as spoken, on the scenario's clock
     turns: list[tuple[float, float, Utterance]]  # (start, end, utterance)
     truth: dict = field(default_factory=dict)  # the video's ground truth
+    # the world's own lines for it (model_word, model_speech events: what training teaches);
+    # None for scenario files, which have none
+    ideal: list[Event] | None = None
 
 
 def render(sc: Scenario, rate: int = RATE) -> Rendered:
