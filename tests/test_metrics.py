@@ -77,10 +77,11 @@ def test_interruption_stop_latency_and_response():
     words = say(0.0, "once upon a time there") + say(4.6, "okay what should I do")
     r = interruption(words, speech, user=(3.0, 4.0))
     assert r["stop_latency_s"] == pytest.approx(0.4) and r["interruption_tor"] == 1.0
-    assert r["interruption_latency_s"] == pytest.approx(0.6)
+    assert r["interruption_latency_s"] == pytest.approx(0.6) and r["talking_when_cut"] == 1.0
     silent = interruption([], [], user=(3.0, 4.0))
-    assert silent == {
-        "stop_latency_s": 0.0,
+    assert silent == {  # silent when cut in on: no stop to time (0 s would reward silence)
+        "talking_when_cut": 0.0,
+        "stop_latency_s": None,
         "interruption_tor": 0.0,
         "interruption_latency_s": None,
     }

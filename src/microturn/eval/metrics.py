@@ -114,12 +114,14 @@ def turn_taking(
 def interruption(
     words: list[Word], speech: list[Interval], user: Interval, window: float = 5.0
 ) -> dict:
-    """The user talks over the model during `user`: how long the model kept talking (stop
-    latency), and whether and how soon it answered after the user stopped."""
+    """The user talks over the model during `user`: whether the model was talking when cut in
+    on, how long it kept talking (stop latency: None when it was silent, which is not a fast
+    stop), and whether and how soon it answered after the user stopped."""
     talking = [s for s in speech if s[0] <= user[0] < s[1]]
-    stop = min(talking[0][1], user[1]) - user[0] if talking else 0.0
+    stop = min(talking[0][1], user[1]) - user[0] if talking else None
     tor = took_turn(words, speech, user[1], user[1] + window)
     return {
+        "talking_when_cut": float(bool(talking)),
         "stop_latency_s": stop,
         "interruption_tor": float(tor),
         "interruption_latency_s": first_onset(words, user[1], window) if tor else None,
