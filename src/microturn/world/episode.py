@@ -13,11 +13,13 @@ its identity voice (Piper joe), each at the moment a good interaction model woul
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..config import TurnLayout
 from ..errors import ConfigError
 from ..runtime.offline import RecordedInput
 from ..streams.timeline import Timeline
@@ -30,6 +32,7 @@ from .video import RENDERERS
 from .voices import TEMPOS, Voice, draw_user_voice, get_voice, model_voice, user_voices
 
 FADE_S = 0.03  # a cut-off line fades out rather than clicks
+TURN_S = TurnLayout().turn_ms / 1000  # the micro-turn the model's text runs a turn ahead by
 # Episodes whose espeak-ng voices say each line connected (`world.libespeak`) rather than word
 # by word: people talk in connected lines, and a model that only ever heard joined words
 # misheard them live. Drawn apart from the episode's own draws (`EpisodeBuilder.connected`),
@@ -157,7 +160,13 @@ class EpisodeBuilder:
 
     # ---- the model side ---------------------------------------------------------------
     def say(self, text: str, t: float, cut: float | None = None) -> Spoken:
-        """The model says `text` from `t` (as heard); with `cut` it stops there, mid-line."""
+        """The model says `text` from `t` (as heard); with `cut` it stops there, mid-line.
+
+        A cut line keeps the words whose text was written while the model still spoke: a
+        word's text is written the turn before its sound plays, so those starting before the
+        end of the cut's turn (`streams.timeline`). Dropping them at the cut itself would
+        end the text a turn or more before the user's voice could have said to stop, and
+        the model would learn to stop when its own text stops, which it never does live."""
         t = round(t, 3)
         sp = model_voice().speak(text, self.tts.rate, kind="model_word")
         audio, words = sp.audio, sp.shifted(t)
@@ -166,7 +175,8 @@ class EpisodeBuilder:
             audio = audio[:n].copy()
             fade = min(n, int(FADE_S * RATE))
             audio[n - fade :] *= np.linspace(1, 0, fade, dtype=np.float32)
-            words = [w for w in words if w.t < cut - 0.05]
+            last_turn = math.ceil(round(cut / TURN_S, 6)) * TURN_S
+            words = [w for w in words if w.t < last_turn]
         if not words:
             return Spoken(t, t, [])
         end = round(t + len(audio) / RATE, 3)

@@ -377,7 +377,7 @@ def dictation(b: EpisodeBuilder) -> None:
 
 # Raised when a family's generator (or stream code only its episodes use) changes what its
 # episodes render to: the training cache then re-renders that family alone (train.data).
-REVISIONS: dict[str, int] = {"tool_use": 5, "readback": 3, "dictation": 4}
+REVISIONS: dict[str, int] = {"tool_use": 5, "readback": 3, "dictation": 4, "interruption": 1}
 
 DRILL_GENERATORS: dict[str, Callable[[EpisodeBuilder], None]] = {
     "readback": readback,
