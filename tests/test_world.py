@@ -94,26 +94,26 @@ def test_model_words_survive_the_trip_through_turn_tensors(tts):
     assert cached["audio_in"].dtype.itemsize == 1 and cached["control"].sum() == batch.control.sum()
 
 
-def test_a_line_cut_by_an_interruption_writes_its_text_until_the_control_stops(tts):
-    """The text of a cut line runs as long as the control says it speaks: words starting in
-    the cut's turn stay (their text was written the turn before). Ending it at the cut would
-    stop the text a turn or more before the user's voice could say so, and teach the model
-    to stop when its text does."""
+def test_a_line_cut_by_an_interruption_stops_at_a_turns_end_with_its_text(tts):
+    """A cut line sounds to the end of the turn the cut falls in (a turn's sound is drawn the
+    turn before it plays), 0.1-0.3 s after the user cuts in, and its text keeps every word
+    that starts before then. A stop mid-turn in its voice, or text ended at the cut, would
+    tell the model to stop before the user's voice could, and it would learn to stop when
+    its own voice or text does."""
     codec, norm = DMelCodec(LAYOUT.dmel_levels), MelNorm(LAYOUT.mel_channels)
     turn = LAYOUT.turn_seconds
-    after_cut = 0
     for i in range(8):
         ep = generate("interruption", i, tts=tts)
-        line = ep.timeline.of("model_speech")[0]
+        line, barge = ep.timeline.of("model_speech")[0], ep.rendered.turns[1][0]
+        assert abs(line.end / turn - round(line.end / turn)) < 0.01  # on a turn's end
+        assert 0.1 - 1e-3 <= line.end - barge < 0.3 + 1e-3
         words = [e for e in ep.timeline.of("model_word") if line.t <= e.t < line.end + turn]
         full = model_voice().speak(line.text, tts.rate).shifted(line.t)
-        last_turn = np.ceil(round(line.end / turn, 6)) * turn
-        assert [w.text for w in words] == [w.text for w in full if w.t < last_turn]
-        after_cut += words[-1].t >= line.end  # a word the sound never reached
+        assert [w.text for w in words] == [w.text for w in full if w.t < line.end]
         control = timeline_to_turns(ep.timeline, LAYOUT, codec, norm).control[0].tolist()
         stop = next(k for k in range(int(line.t / turn) + 1, len(control)) if control[k] == 0)
+        assert stop == round(line.end / turn) - 1  # OUT_k plays in turn k + 1
         assert int(words[-1].t // turn) - 1 < stop  # its text turn is one the model speaks in
-    assert after_cut > 0
 
 
 def test_real_recording_loads_as_a_timeline(tmp_path):

@@ -160,23 +160,25 @@ class EpisodeBuilder:
 
     # ---- the model side ---------------------------------------------------------------
     def say(self, text: str, t: float, cut: float | None = None) -> Spoken:
-        """The model says `text` from `t` (as heard); with `cut` it stops there, mid-line.
+        """The model says `text` from `t` (as heard); with `cut` it stops mid-line, at the end
+        of the turn `cut` falls in.
 
-        A cut line keeps the words whose text was written while the model still spoke: a
-        word's text is written the turn before its sound plays, so those starting before the
-        end of the cut's turn (`streams.timeline`). Dropping them at the cut itself would
-        end the text a turn or more before the user's voice could have said to stop, and
-        the model would learn to stop when its own text stops, which it never does live."""
+        The model speaks whole turns: a turn's sound is drawn the turn before it plays, so a
+        stop mid-turn would be in the model's own voice before it could have heard why, and
+        teacher-forced it would learn to stop when its voice does (it never does live). Its
+        text keeps the words that start before the stop (written while it still spoke);
+        ending the text at the cut taught the same shortcut through the text."""
         t = round(t, 3)
         sp = model_voice().speak(text, self.tts.rate, kind="model_word")
         audio, words = sp.audio, sp.shifted(t)
+        if cut is not None:
+            cut = math.ceil(round(cut / TURN_S, 6)) * TURN_S
         if cut is not None and cut < t + sp.duration:
-            n = max(0, int((cut - t) * RATE))
+            n = max(0, int(round((cut - t) * RATE)))
             audio = audio[:n].copy()
             fade = min(n, int(FADE_S * RATE))
             audio[n - fade :] *= np.linspace(1, 0, fade, dtype=np.float32)
-            last_turn = math.ceil(round(cut / TURN_S, 6)) * TURN_S
-            words = [w for w in words if w.t < last_turn]
+            words = [w for w in words if w.t < cut]
         if not words:
             return Spoken(t, t, [])
         end = round(t + len(audio) / RATE, 3)

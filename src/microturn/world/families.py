@@ -65,6 +65,9 @@ OPERATORS = {"times": "*", "plus": "+", "minus": "-"}
 BYTES_PER_S = 20  # a text stream's 4 slots a 200 ms turn
 
 
+REACTION_S = 0.1  # the user's voice a model hears before it stops: 0.1-0.3 s, turn-aligned
+
+
 def _gap(b: EpisodeBuilder) -> float:
     """How long after the user stops the model's answer is heard."""
     return float(b.rng.uniform(0.35, 0.7))
@@ -113,7 +116,7 @@ def interruption(b: EpisodeBuilder) -> None:
     u = b.user(ask, float(b.rng.uniform(0.3, 0.8)), answer=long_answer)
     start = u.end + _gap(b)
     barge = start + float(b.rng.uniform(1.0, 2.5))
-    b.say(long_answer, start, cut=barge + float(b.rng.uniform(0.1, 0.3)))
+    b.say(long_answer, start, cut=barge + REACTION_S)  # at the end of that turn
     u2 = b.user(cut_in, barge, answer=answer)
     b.say(answer, u2.end + _gap(b))
 
@@ -377,7 +380,7 @@ def dictation(b: EpisodeBuilder) -> None:
 
 # Raised when a family's generator (or stream code only its episodes use) changes what its
 # episodes render to: the training cache then re-renders that family alone (train.data).
-REVISIONS: dict[str, int] = {"tool_use": 5, "readback": 3, "dictation": 4, "interruption": 1}
+REVISIONS: dict[str, int] = {"tool_use": 5, "readback": 3, "dictation": 4, "interruption": 2}
 
 DRILL_GENERATORS: dict[str, Callable[[EpisodeBuilder], None]] = {
     "readback": readback,
