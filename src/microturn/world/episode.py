@@ -32,7 +32,7 @@ from .video import RENDERERS
 from .voices import TEMPOS, Voice, draw_user_voice, get_voice, model_voice, user_voices
 
 FADE_S = 0.03  # a cut-off line fades out rather than clicks
-TURN_S = TurnLayout().turn_ms / 1000  # the micro-turn the model's text runs a turn ahead by
+TURN_S = TurnLayout().turn_ms / 1000  # the model speaks whole turns: a cut line ends on one
 # Episodes whose espeak-ng voices say each line connected (`world.libespeak`) rather than word
 # by word: people talk in connected lines, and a model that only ever heard joined words
 # misheard them live. Drawn apart from the episode's own draws (`EpisodeBuilder.connected`),

@@ -63,8 +63,6 @@ from .tts import EspeakTTS
 
 OPERATORS = {"times": "*", "plus": "+", "minus": "-"}
 BYTES_PER_S = 20  # a text stream's 4 slots a 200 ms turn
-
-
 REACTION_S = 0.1  # the user's voice a model hears before it stops: 0.1-0.3 s, turn-aligned
 
 
