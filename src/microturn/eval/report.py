@@ -26,10 +26,15 @@ def _fmt(v) -> str:
     return "—" if v is None else f"{v:.2f}"
 
 
+def _columns(result: BenchResult) -> list[str]:
+    """The two systems, and the world's own lines where the scenarios had them."""
+    return [*SYSTEMS, *([REFERENCE] if REFERENCE in result.runs else [])]
+
+
 def format_table(result: BenchResult) -> str:
     """Per family and metric, each system beside the other, and the world's own lines
     (`bench.REFERENCE`: the metric's ceiling as training teaches it) where there are some."""
-    names = [*SYSTEMS, *([REFERENCE] if REFERENCE in result.runs else [])]
+    names = _columns(result)
     widths = [max(len(n), 10) for n in names]
     head = " ".join(f"{n:>{w}}" for n, w in zip(names, widths))
     lines = [f"{'family':<14} {'metric':<28} {head}  better"]
@@ -88,7 +93,7 @@ def write_timeline_html(result: BenchResult, scenario_id: str, path: str | Path)
     ]
     heard = [(e.t, e.text) for e in result.runs["microturn"][idx].extra if e.kind == "heard_word"]
     lanes.append(Lane("heard", [], heard))  # microturn's listening transcript
-    names = [*SYSTEMS, *([REFERENCE] if REFERENCE in result.runs else [])]
+    names = _columns(result)
     for name in names:
         run = result.runs[name][idx]
         lanes.append(Lane(name, run.speech, [(w.t, w.text) for w in run.words]))
