@@ -1,4 +1,4 @@
-"""How much the model's words lean on hearing its own voice.
+"""How much the model's words lean on hearing its own voice, and on reading back its own words.
 
 The trunk hears the model's own voice from the next turn on. In training that voice is the
 TTS line it learns from; served, it is what the flow head drew. This scores the held-out
@@ -7,7 +7,10 @@ trained), the flow head's frames drawn from this pass's conditions (one pass of 
 voice, the first step of what a served session compounds), and silence (zeros). It reports
 the byte accuracy inside lines and at the onsets (`model.interaction.text_onsets`: where the
 model chooses what to say) and the control accuracy. A model whose words survive its own
-voice scores close to the first column in the second.
+voice scores close to the first column in the second. Two more rows keep the TTS voice and
+read back 3% / 10% of the model's written letters as random ones (served, a wrong byte is
+read back as written; `train.text_noise` trains for it): a model that goes on with the line
+it meant scores close to the first row there too.
 
     python benchmarks/own_voice.py runs/default_stage8/model.safetensors --episodes 56
 """
@@ -24,8 +27,9 @@ from microturn.model.interaction import PAD, InteractionModel, Predictions, text
 from microturn.streams.turns import TurnBatch
 from microturn.train.data import WorldData
 from microturn.train.scores import held_out_batch, held_out_command
+from microturn.train.trainer import misread
 
-VOICES = ("tts", "own", "silent")
+VOICES = ("tts", "own", "silent", "misread 3%", "misread 10%")
 
 
 def own_frames(
@@ -52,12 +56,14 @@ def score(model: InteractionModel, data: WorldData, episodes: int, bf16: bool) -
         onset, real = text_onsets(batch.text_out), batch.text_out != PAD
         with amp:
             preds = {"tts": model.predict(model.hidden(batch), batch)}
-            for voice, audio in (
-                ("own", own_frames(model, batch, preds["tts"], g)),
-                ("silent", torch.zeros_like(batch.audio_out)),
+            for voice, heard in (
+                ("own", {"audio_out": own_frames(model, batch, preds["tts"], g)}),
+                ("silent", {"audio_out": torch.zeros_like(batch.audio_out)}),
+                ("misread 3%", {"text_out": misread(batch.text_out, 0.03, g)}),
+                ("misread 10%", {"text_out": misread(batch.text_out, 0.10, g)}),
             ):
-                heard = dataclasses.replace(batch, audio_out=audio)
-                preds[voice] = model.predict(model.hidden(heard), heard)
+                heard = dataclasses.replace(batch, **heard)
+                preds[voice] = model.predict(model.hidden(heard), batch)
             for voice, pred in preds.items():
                 hit = pred.text_logits.argmax(-1) == batch.text_out
                 ctl = pred.control_logits.argmax(-1) == batch.control

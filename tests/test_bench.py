@@ -125,12 +125,14 @@ def test_bench_in_processes_matches_one_process(small_model, tmp_path):
     torch.set_num_threads(1)  # as each worker runs: the same kernels, the same bits
     try:
         one = run_bench_parallel(
-            make, suite, 1, progress=False, intelligibility=False, temperature=0.0
+            make, suite, 1, progress=False, intelligibility=False, temperature=0.0,
+            text_temperature=0.0,
         )
     finally:
         torch.set_num_threads(threads)
-    two = run_bench_parallel(  # `bench --temperature 0`: greedy text, in every worker
-        make, suite, 2, progress=False, intelligibility=False, temperature=0.0
+    two = run_bench_parallel(  # `--temperature 0 --text-temperature 0`, in every worker
+        make, suite, 2, progress=False, intelligibility=False, temperature=0.0,
+        text_temperature=0.0,
     )
     assert [r.scenario.id for r in two.rendered] == [s.id for s in suite]
     for system in ("microturn", "vad_harness"):

@@ -7,7 +7,7 @@ from microturn.config import EngineConfig
 from microturn.engine.engine import Engine
 from microturn.runtime.offline import RecordedInput, run_offline
 from microturn.engine.session import SamplerSettings
-from microturn.errors import CheckpointError, InputError, PoolFullError
+from microturn.errors import CheckpointError, ConfigError, InputError, PoolFullError
 from microturn.streams.turns import SPEAK, TurnOutput
 
 
@@ -78,7 +78,7 @@ def test_same_seed_same_conversation(small_model):
 
 def test_sessions_in_a_batch_do_not_affect_each_other(small_model):
     """A session's outputs are the same whether it is stepped alone or with others."""
-    greedy = SamplerSettings(temperature=0.0)
+    greedy = SamplerSettings(temperature=0.0, text_temperature=0.0)
     alone_engine = Engine(small_model, EngineConfig(max_sessions=3))
     alone = alone_engine.open(greedy, vocoder=False)
     together_engine = Engine(small_model, EngineConfig(max_sessions=3))
@@ -94,6 +94,26 @@ def test_sessions_in_a_batch_do_not_affect_each_other(small_model):
             batch, [_turn_inputs(s, k + 3) if s is not mine else _turn_inputs(s, k) for s in batch]
         ).outputs[1]
         assert a.control == b.control and a.text == b.text
+
+
+def test_the_words_have_their_own_temperature(small_model):
+    """Greedy words under a sampled control: each text byte is its logits' argmax, while the
+    control still draws from its distribution (two seeds, different controls)."""
+    engine = Engine(small_model, EngineConfig(max_sessions=2))
+    sessions = [
+        engine.open(SamplerSettings(temperature=5.0, seed=i, text_temperature=0.0), vocoder=False)
+        for i in range(2)
+    ]
+    controls = []
+    for k in range(8):
+        res = engine.step(sessions, [_turn_inputs(s, k) for s in sessions], predictions=True)
+        greedy = res.predictions.text_logits.argmax(-1)  # [B, text_out_slots]
+        assert [o.text for o in res.outputs] == greedy.tolist()
+        controls.append([o.control for o in res.outputs])
+    assert [c[0] for c in controls] != [c[1] for c in controls]
+    assert EngineConfig(text_temperature=0.3).text_temperature == 0.3
+    with pytest.raises(ConfigError, match="text_temperature"):
+        EngineConfig(text_temperature=-1.0)
 
 
 def test_step_rejects_mismatched_and_closed_sessions(small_model):

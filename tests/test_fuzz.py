@@ -19,7 +19,7 @@ from microturn.server.realtime import RealtimeSession
 
 AUDIO = base64.b64encode(b"\x00\x01" * 800).decode()
 NATIVE = [
-    {"type": "session.start", "sample_rate": 24000, "temperature": 0.7},
+    {"type": "session.start", "sample_rate": 24000, "temperature": 0.7, "text_temperature": 0},
     {"type": "input.audio", "audio": AUDIO},
     {"type": "input.text", "text": "hello"},
     {"type": "input.video", "jpeg": base64.b64encode(b"\xff\xd8\xff").decode()},

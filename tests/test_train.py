@@ -17,6 +17,8 @@ import torch
 
 from microturn.config import load_config
 from microturn.errors import CheckpointError, ConfigError
+from microturn.model.interaction import PAD
+from microturn.streams.text import ByteTokenizer
 from microturn.train.trainer import Trainer
 
 MODEL = """[model]
@@ -371,6 +373,29 @@ def test_own_voice_noise_reaches_the_chosen_share_of_turns_and_repeats(tmp_path)
     assert Trainer(plain, tmp_path / "run2", progress=False).own_voice(batch, [0, 1]) is None
 
 
+def test_text_noise_reads_back_a_share_of_its_letters_wrong_and_keeps_the_targets(tmp_path):
+    """Served, one wrong byte is read back as written; training with `text_noise` shows the
+    trunk such histories (letters only: PAD and the delegation markers stay), the same draw
+    per sample position, while the loss still scores the bytes it should have written."""
+    cfg = load_config(write_config(tmp_path, text_noise=0.2, steps=3))
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    text = torch.full((2, 400, 4), PAD)
+    text[:, ::2] = ord("e")
+    text[:, 1::4] = ByteTokenizer.DELEGATE
+    batch = type("B", (), {"text_out": text})()
+    read = trainer.own_text(batch, [0, 1])
+    letters = text == ord("e")
+    share = (read != text)[letters].float().mean()
+    assert 0.15 < float(share) < 0.25  # a few land on "e" itself
+    assert torch.equal(read[~letters], text[~letters])
+    assert ((read[letters] >= ord("a")) & (read[letters] <= ord("z"))).all()
+    assert torch.equal(read, trainer.own_text(batch, [0, 1]))
+    plain = load_config(write_config(tmp_path, name="plain"))
+    assert Trainer(plain, tmp_path / "run2", progress=False).own_text(batch, [0, 1]) is None
+    with pytest.raises(ConfigError, match="text_noise"):
+        load_config(write_config(tmp_path, name="bad", text_noise=1.5))
+    assert trainer.train_step().text > 0  # a step trains with it
+
 def test_own_voice_benchmark_scores_what_the_model_hears_of_itself(tmp_path):
     """benchmarks/own_voice.py changes only the model's own voice in the trunk's input: a
     model deaf to its own voice scores the same with the TTS voice, its own, and silence."""
@@ -392,6 +417,7 @@ def test_own_voice_benchmark_scores_what_the_model_hears_of_itself(tmp_path):
     for key in ("inside", "onset", "control"):
         assert 0 <= scores[f"tts/{key}"] <= 1
         assert scores[f"tts/{key}"] == scores[f"own/{key}"] == scores[f"silent/{key}"]
+        assert all(0 <= scores[f"misread {p}/{key}"] <= 1 for p in ("3%", "10%"))
 
 
 def _benchmark(name: str):

@@ -209,15 +209,17 @@ class EngineConfig:
     """Serving: how many sessions fit, and default sampling."""
 
     max_sessions: int = 16
-    temperature: float = 0.8
+    temperature: float = 0.8  # the control: when to speak
     top_k: int = 40
     flow_noise: float = 0.8  # scale of the flow head's starting noise
+    text_temperature: float = 0.8  # the words
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
             raise ConfigError(f"engine.max_sessions={self.max_sessions}: expected >= 1")
-        if self.temperature < 0:
-            raise ConfigError(f"engine.temperature={self.temperature}: expected >= 0")
+        for name in ("temperature", "text_temperature"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"engine.{name}={getattr(self, name)}: expected >= 0")
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (pays back after ~100 CPU steps)
     pad_weight: float = 1.0  # a PAD slot of text/transcript counts this much of a real token
     own_voice_noise: float = 0.0  # share of speaking turns heard with noise (Trainer.own_voice)
+    text_noise: float = 0.0  # share of its written letters read back wrong (Trainer.own_text)
     # 0: each transcript byte is due at exactly one slot (cross-entropy); n > 0: it may come
     # anywhere from its word's start to n slots after that one, once and in order (aligned)
     transcript_window: int = 0
@@ -273,6 +276,7 @@ class TrainConfig:
             (self.dtype in ("bf16", "fp32"), "dtype"),
             (0 <= self.pad_weight <= 1, "pad_weight"),
             (0 <= self.own_voice_noise <= 1, "own_voice_noise"),
+            (0 <= self.text_noise <= 1, "text_noise"),
             (isinstance(self.transcript_window, int) and self.transcript_window >= 0,
              "transcript_window"),
             (

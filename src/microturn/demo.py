@@ -233,7 +233,7 @@ def run_demo(
     result = run_offline(
         Engine(model),
         ep.rendered.recording,
-        SamplerSettings(temperature=temperature, seed=seed),
+        SamplerSettings(temperature=temperature, seed=seed, text_temperature=temperature),
         agent=EmbeddedAgent(),
         policy=DeliveryPolicy(min_latency_s=OFFLINE_RESULT_LATENCY_S),
         on_turn=view,

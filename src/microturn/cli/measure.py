@@ -74,6 +74,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         vad=vad,
         progress=not args.quiet,
         temperature=args.temperature,
+        text_temperature=args.text_temperature,
     )
     print(format_table(result))
     if args.json:
@@ -107,6 +108,7 @@ def _bench_conditions(args: argparse.Namespace, make_engine, vad) -> int:
         progress=not args.quiet,
         workers=args.workers,
         temperature=args.temperature,
+        text_temperature=args.text_temperature,
     )
     print(format_conditions_table(result))
     if args.json:

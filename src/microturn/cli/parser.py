@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--checkpoint", help="safetensors checkpoint (default: the shipped default model)"
     )
-    run.add_argument("--temperature", type=float, default=0.8)
+    run.add_argument("--temperature", type=float, default=0.8, help="control: when to speak")
+    run.add_argument("--text-temperature", type=float, default=0.8, help="the words it writes")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--no-background", action="store_true", help="do not start background tasks")
     run.add_argument(
@@ -188,8 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature",
         type=float,
         default=0.8,
-        help="the model's control and text sampling temperature (0: greedy; default: 0.8, as "
-        "served)",
+        help="the model's control sampling temperature: when it speaks (0: greedy; default: "
+        "0.8, as served)",
+    )
+    bench.add_argument(
+        "--text-temperature",
+        type=float,
+        default=0.8,
+        help="the temperature of the words it writes (0: greedy; default: 0.8, as served)",
     )
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     _engine_options(bench, "fp32")

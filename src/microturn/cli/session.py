@@ -93,7 +93,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_offline(
         Engine(model, cfg.engine),
         rec,
-        SamplerSettings(temperature=args.temperature, seed=args.seed),
+        SamplerSettings(args.temperature, seed=args.seed, text_temperature=args.text_temperature),
         progress=True,
         agent=agent,
     )

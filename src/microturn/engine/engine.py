@@ -215,9 +215,8 @@ class Engine:
         text_logits, text = [], []
         for j in range(n_text):
             logits = m.text_head(h)
-            tok = self._choose(
-                sessions, logits, [f.text[j] if f and f.text is not None else None for f in forced]
-            )
+            given = [f.text[j] if f and f.text is not None else None for f in forced]
+            tok = self._choose(sessions, logits, given, text=True)
             text_logits.append(logits)
             text.append(tok)
             tok_d = tok[:, None].to(dev)
@@ -292,12 +291,16 @@ class Engine:
         )
 
     def _choose(
-        self, sessions: list[Session], logits: torch.Tensor, forced: list[int | None]
+        self,
+        sessions: list[Session],
+        logits: torch.Tensor,
+        forced: list[int | None],
+        text: bool = False,
     ) -> torch.Tensor:
-        """[B] token ids on the CPU, where each session's generator lives."""
-        out = sample_tokens(
-            logits.float().cpu(), [s.sampler for s in sessions], [s.rng for s in sessions]
-        )
+        """[B] token ids on the CPU, where each session's generator lives; text slots are
+        drawn at the session's text temperature."""
+        samplers = [s.sampler.for_text() if text else s.sampler for s in sessions]
+        out = sample_tokens(logits.float().cpu(), samplers, [s.rng for s in sessions])
         for b, f in enumerate(forced):
             if f is not None:
                 out[b] = f

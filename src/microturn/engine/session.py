@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -23,15 +23,22 @@ def no_history() -> dict[str, torch.Tensor]:
 
 @dataclass
 class SamplerSettings:
-    temperature: float = 0.8  # 0: greedy
+    temperature: float = 0.8  # the control (when to speak); 0: greedy
     top_k: int = 40
     flow_noise: float = 0.8
     flow_steps: int | None = None  # None: the model config's
     seed: int = 0
+    text_temperature: float = 0.8  # the words the model writes (and so speaks); 0: greedy
 
     @staticmethod
     def from_engine(cfg: EngineConfig, seed: int = 0) -> "SamplerSettings":
-        return SamplerSettings(cfg.temperature, cfg.top_k, cfg.flow_noise, None, seed)
+        return SamplerSettings(
+            cfg.temperature, cfg.top_k, cfg.flow_noise, None, seed, cfg.text_temperature
+        )
+
+    def for_text(self) -> "SamplerSettings":
+        """The settings the text slots are drawn with."""
+        return replace(self, temperature=self.text_temperature)
 
 
 @dataclass

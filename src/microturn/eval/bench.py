@@ -132,11 +132,12 @@ def run_bench(
     progress: bool = True,
     intelligibility: bool = True,
     temperature: float = 0.8,
+    text_temperature: float = 0.8,
 ) -> BenchResult:
     """Both systems on each scenario, scored alike. `intelligibility=False` skips the
     recogniser's check that the spoken audio says the text (~40% of a scenario's time), for
-    tables that do not report it. `temperature` samples the model's control and text tokens
-    (0: greedy)."""
+    tables that do not report it. `temperature` samples the model's control tokens and
+    `text_temperature` its words (0: greedy)."""
     tts = EspeakTTS()
     harness = TurnBasedHarness(vad, tts)
     result = BenchResult(suite, [], {s: [] for s in SYSTEMS})
@@ -147,7 +148,7 @@ def run_bench(
             engine,
             # as live: background tasks know the user's words only from the model's transcript
             replace(r.recording, user_words=[]),
-            SamplerSettings(temperature=temperature, seed=seed),
+            SamplerSettings(temperature=temperature, seed=seed, text_temperature=text_temperature),
             agent=EmbeddedAgent(),
             policy=DeliveryPolicy(min_latency_s=OFFLINE_RESULT_LATENCY_S),
         )

@@ -65,6 +65,7 @@ def run_conditions(
     progress: bool = True,
     workers: int = 1,
     temperature: float = 0.8,
+    text_temperature: float = 0.8,
 ) -> ConditionsResult:
     """`per_family` eval episodes of each of `families` (default ROBUSTNESS_FAMILIES), heard
     under each of `presets` (default: every preset) by both systems, in `workers` processes
@@ -87,6 +88,7 @@ def run_conditions(
         progress=progress,
         intelligibility=False,  # the table does not report it; the plain bench does
         temperature=temperature,
+        text_temperature=text_temperature,
     )
     n = len(episodes)
     results = {

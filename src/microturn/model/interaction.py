@@ -230,14 +230,18 @@ class InteractionModel(nn.Module):
         weights: dict[str, float] | None = None,
         own_voice: torch.Tensor | None = None,
         transcript_window: int = 0,
+        own_text: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Losses per stream. `noise` = (t [B, L, A, draws], eps [B, L, A, draws, D]) fixes the
         flow head's draws; `audio_count` is the speaking-slot count the audio loss averages
         over (default: this batch's), so shards of one batch add up to the whole. `weights`
         scale each stream's share of the total (1 when absent). `own_voice` [B, L, A, D] replaces
-        the frames the trunk hears of its own voice (the targets stay `batch.audio_out`).
-        `transcript_window` > 0 scores the transcript with the aligned loss (`alignment`)."""
-        inputs = batch if own_voice is None else dataclasses.replace(batch, audio_out=own_voice)
+        the frames the trunk hears of its own voice (the targets stay `batch.audio_out`), and
+        `own_text` [B, L, text_out_slots] the bytes it reads back of its own words (the targets
+        stay `batch.text_out`). `transcript_window` > 0 scores the transcript with the aligned
+        loss (`alignment`)."""
+        own = {"audio_out": own_voice, "text_out": own_text}
+        inputs = dataclasses.replace(batch, **{k: v for k, v in own.items() if v is not None})
         pred = self.predict(self.hidden(inputs), batch)
         losses = {
             "control": F.cross_entropy(

@@ -189,7 +189,7 @@ async def _start(ws: WebSocket, hub: Hub, drain: Drain) -> Live | None:
         await ws.close(code=1013)
         return None
     try:
-        live = hub.open(msg.sample_rate, msg.temperature, msg.background)
+        live = hub.open(msg.sample_rate, msg.temperature, msg.background, msg.text_temperature)
     except ServerFull as e:
         await _error(ws, "server_full", str(e))
         await ws.close(code=1013)

@@ -83,7 +83,9 @@ class Hub:
         """KV slots in use: live sessions and those whose close waits for the step in flight."""
         return len(self.live) + len(self._closing)
 
-    def open(self, rate: int, temperature: float, background: bool) -> Live:
+    def open(
+        self, rate: int, temperature: float, background: bool, text_temperature: float = 0.8
+    ) -> Live:
         if self.occupied >= self.max_sessions:
             self.metrics.refused += 1
             raise ServerFull(
@@ -95,7 +97,7 @@ class Hub:
                 self.engine,
                 self.agent() if background and self.agent else None,
                 self.runner if background else None,
-                SamplerSettings(temperature=temperature),
+                SamplerSettings(temperature=temperature, text_temperature=text_temperature),
             )
         except PoolFullError as e:
             self.metrics.refused += 1

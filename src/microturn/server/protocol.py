@@ -38,7 +38,8 @@ def _b64(value: str, limit: int, what: str) -> bytes:
 class SessionStart(_Msg):
     type: Literal["session.start"]
     sample_rate: int = 16_000  # of the input audio the client will send
-    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    temperature: float = Field(0.8, ge=0.0, le=2.0)  # the control: when to speak
+    text_temperature: float = Field(0.8, ge=0.0, le=2.0)  # the words
     background: bool = True  # delegations start background tasks
 
     @field_validator("sample_rate")

@@ -44,6 +44,14 @@ TRAIN_FORMAT = "microturn-train-state/1"
 NORM_FIT_EPISODES = 32
 
 
+def misread(text: torch.Tensor, share: float, g: torch.Generator) -> torch.Tensor:
+    """`text` (bytes) with a `share` of its printable bytes replaced by a random letter;
+    PAD and the special tokens stay."""
+    letter = (text >= 32) & (text < 127)
+    swap = letter & (torch.rand(text.shape, generator=g) < share)
+    return torch.where(swap, torch.randint(ord("a"), ord("z") + 1, text.shape, generator=g), text)
+
+
 @dataclass
 class StepLog:
     step: int
@@ -302,6 +310,21 @@ class Trainer:
             out.append(frames + noise.to(frames))
         return torch.stack(out)
 
+    def own_text(self, batch: TurnBatch, positions: list[int]) -> torch.Tensor | None:
+        """The bytes the model reads back of its own words: a share `text_noise` of the
+        letters it wrote replaced by a random letter, the targets unchanged. Teacher-forced it
+        writes 98.5% of an answer's bytes right, but served one wrong byte is read back as
+        written, a history training never showed it, and the line derails ("The eppoos
+        sixt."); with this it learns to go on with the line it meant."""
+        p = self.tc.text_noise
+        if p == 0:
+            return None
+        out = []
+        for b, pos in enumerate(positions):
+            g = torch.Generator().manual_seed(zlib.crc32(f"{self.tc.seed}/text/{pos}".encode()))
+            out.append(misread(batch.text_out[b].cpu(), p, g))
+        return torch.stack(out).to(batch.text_out)
+
     def _batch(self, data, indices: list[int]) -> TurnBatch:
         b = collate(
             [data.get(i) for i in indices], self.cfg.model.layout, PlainNorm(self.model.mel_norm)
@@ -334,6 +357,7 @@ class Trainer:
                 dict(self.tc.loss_weights),
                 self.own_voice(batch, positions) if train else None,
                 transcript_window=self.tc.transcript_window,
+                own_text=self.own_text(batch, positions) if train else None,
             )
 
     def _mean(self, values: list[float]) -> list[float]:
