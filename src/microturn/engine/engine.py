@@ -207,16 +207,19 @@ class Engine:
         # 2. control, then text one slot at a time; each sampled slot (on the CPU, from the
         #    session's generator) is fed back
         ctrl_logits = m.control_head(h)
-        control = self._choose(sessions, ctrl_logits, [f.control if f else None for f in forced])
+        samplers = [s.sampler for s in sessions]
+        given = [f.control if f else None for f in forced]
+        control = self._choose(sessions, samplers, ctrl_logits, given)
         if carried:  # the control slot carries the bytes written before this turn
             hist["text"] = (carried["text_out"][:, 1], carried["text_out"][:, 0])
             hist["text"] += follows(hist["text"]) if lookup else ()
         h = feed(0, m.embed.out_content("control", control.to(dev), history=hist["text"]))
         text_logits, text = [], []
+        samplers = [s.for_text() for s in samplers]
         for j in range(n_text):
             logits = m.text_head(h)
             given = [f.text[j] if f and f.text is not None else None for f in forced]
-            tok = self._choose(sessions, logits, given, text=True)
+            tok = self._choose(sessions, samplers, logits, given)
             text_logits.append(logits)
             text.append(tok)
             tok_d = tok[:, None].to(dev)
@@ -293,13 +296,12 @@ class Engine:
     def _choose(
         self,
         sessions: list[Session],
+        samplers: list[SamplerSettings],
         logits: torch.Tensor,
         forced: list[int | None],
-        text: bool = False,
     ) -> torch.Tensor:
-        """[B] token ids on the CPU, where each session's generator lives; text slots are
-        drawn at the session's text temperature."""
-        samplers = [s.sampler.for_text() if text else s.sampler for s in sessions]
+        """[B] token ids on the CPU, where each session's generator lives, drawn with
+        `samplers` (the sessions' own, or their text settings)."""
         out = sample_tokens(logits.float().cpu(), samplers, [s.rng for s in sessions])
         for b, f in enumerate(forced):
             if f is not None:

@@ -278,6 +278,12 @@ class Trainer:
         epoch, i = divmod(position, n)
         return int(np.random.default_rng([self.tc.seed, epoch]).permutation(n)[i])
 
+    def _rng(self, stream: object, position: int) -> torch.Generator:
+        """A sample position's own generator for one kind of draw, so resuming or sharding a
+        run does not change what any sample draws."""
+        key = f"{self.tc.seed}/{stream}/{position}".encode()
+        return torch.Generator().manual_seed(zlib.crc32(key))
+
     def noise(
         self, batch: TurnBatch, positions: list[int], salt: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,7 +292,7 @@ class Trainer:
         lay, draws = self.cfg.model.layout, self.cfg.model.flow_draws
         ts, eps = [], []
         for p in positions:
-            g = torch.Generator().manual_seed(zlib.crc32(f"{self.tc.seed}/{salt}/{p}".encode()))
+            g = self._rng(salt, p)
             ts.append(torch.rand(n, lay.audio_slots, draws, generator=g))
             eps.append(torch.randn(n, lay.audio_slots, draws, lay.audio_token_dim, generator=g))
         return torch.stack(ts).to(self.device), torch.stack(eps).to(self.device)
@@ -302,7 +308,7 @@ class Trainer:
             return None
         out = []
         for b, pos in enumerate(positions):
-            g = torch.Generator().manual_seed(zlib.crc32(f"{self.tc.seed}/voice/{pos}".encode()))
+            g = self._rng("voice", pos)
             frames = batch.audio_out[b]
             turns = frames.shape[0]
             level = torch.rand(turns, generator=g) * 2.0 * (torch.rand(turns, generator=g) < p)
@@ -319,11 +325,9 @@ class Trainer:
         p = self.tc.text_noise
         if p == 0:
             return None
-        out = []
-        for b, pos in enumerate(positions):
-            g = torch.Generator().manual_seed(zlib.crc32(f"{self.tc.seed}/text/{pos}".encode()))
-            out.append(misread(batch.text_out[b].cpu(), p, g))
-        return torch.stack(out).to(batch.text_out)
+        rngs = [self._rng("text", pos) for pos in positions]
+        read = [misread(t.cpu(), p, g) for t, g in zip(batch.text_out, rngs)]
+        return torch.stack(read).to(batch.text_out)
 
     def _batch(self, data, indices: list[int]) -> TurnBatch:
         b = collate(
