@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from microturn.background.agent import EmbeddedAgent
+from microturn.background.agent import EmbeddedAgent, mend_operators
 from microturn.background.calculator import CalculatorError, calculate, spoken_number
 from microturn.background.context import ContextPackage
 from microturn.background.tools import Clock, Knowledge, ToolError, convert, default_tools
@@ -118,6 +118,14 @@ def test_embedded_agent_uses_the_conversation():
     split = heard[:4] + [Event(1.6, "model_word", "Let"), Event(1.6, "heard_word", "29")]
     ctx = ContextPackage.from_events("t6", "what is 275 tis 33", 2.5, split)
     assert agent.plan(ctx) == ("calculate", {"expression": "347 * 29"})
+    # a misheard operator between two heard numbers is read through, as a listener would; a
+    # misheard number is not guessed at
+    for word, expr in (("timss", "347 * 29"), ("tiess", "347 * 29"), ("plas", "347 + 29")):
+        misheard = heard[:3] + [Event(1.2, "heard_word", word), heard[4]]
+        ctx = ContextPackage.from_events("t8", "calcutate", 2.5, misheard)
+        assert agent.plan(ctx) == ("calculate", {"expression": expr})
+    assert mend_operators("what is 347 timss 29") == "what is 347 times 29"
+    assert mend_operators("timss 29 and table 3") == "timss 29 and table 3"
     lookup = ContextPackage.from_events("t5", "capital of France", 2.0, [])
     assert agent.plan(lookup) == ("lookup", {"query": "capital of France"})
     asked = [Event(0.5 + i / 5, "heard_word", w) for i, w in enumerate(["capital", "of", "france"])]

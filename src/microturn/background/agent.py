@@ -7,6 +7,7 @@ tool call and says the result in a short sentence.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import AsyncIterator, Protocol, runtime_checkable
 
@@ -77,7 +78,7 @@ class EmbeddedAgent:
         for asked in _last_user_words(ctx) if expr is None else []:
             # the model's request is garbled or bare ("work that out"): the user's own last
             # words, as the model heard them, say what to work out
-            if (expr := self._arithmetic(asked.lower(), ctx)) is not None:
+            if (expr := self._arithmetic(mend_operators(asked.lower()), ctx)) is not None:
                 break
         if expr is not None:
             return "calculate", {"expression": expr}
@@ -135,6 +136,23 @@ def _last_user_words(ctx: ContextPackage) -> list[str]:
         elif r["kind"] in ("user_word", "user_text"):
             since.append(r["text"])
     return since[-1:] + ([" ".join(since)] if len(since) > 1 else [])
+
+
+OPERATOR_WORDS = ("times", "plus", "minus", "over")
+
+
+def mend_operators(heard: str) -> str:
+    """Heard words with a misheard operator read as a listener would: "347 timss 29" ->
+    "347 times 29". Only a word standing between two numbers and close to one operator word
+    (difflib ratio >= 0.75) changes, so the numbers stay exactly as heard. Applied to the
+    listening transcript, never to the model's own request (a restated question is trusted
+    less than the user's words, `_last_user_words`)."""
+    words = heard.split()
+    for i in range(1, len(words) - 1):
+        if NUMBER.fullmatch(words[i - 1]) and NUMBER.fullmatch(words[i + 1]):
+            close = difflib.get_close_matches(words[i], OPERATOR_WORDS, n=1, cutoff=0.75)
+            words[i] = close[0] if close else words[i]
+    return " ".join(words)
 
 
 def _is_unit(word: str) -> bool:
