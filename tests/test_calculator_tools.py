@@ -125,6 +125,13 @@ def test_embedded_agent_uses_the_conversation():
         ctx = ContextPackage.from_events("t8", "calcutate", 2.5, misheard)
         assert agent.plan(ctx) == ("calculate", {"expression": expr})
     assert mend_operators("what is 347 timss 29") == "what is 347 times 29"
+    # numbers misheard beyond reading ("3 47"): said to be unclear, neither guessed at nor
+    # looked up
+    split_number = heard[:2] + [Event(0.9, "heard_word", w) for w in ("3", "47")] + heard[3:]
+    unclear = ContextPackage.from_events("t9", "calcutate", 2.5, split_number)
+    assert agent.plan(unclear) == ("calculate", {"expression": "3 47 * 29"})
+    said = asyncio.run(_collect(agent, unclear))
+    assert said == ["I could not make out the numbers in '3 47 times 29'."]
     assert mend_operators("timss 29 and table 3") == "timss 29 and table 3"
     lookup = ContextPackage.from_events("t5", "capital of France", 2.0, [])
     assert agent.plan(lookup) == ("lookup", {"query": "capital of France"})
@@ -132,12 +139,16 @@ def test_embedded_agent_uses_the_conversation():
     bare = ContextPackage.from_events("t7", "look that up", 2.5, asked)
     assert agent.plan(bare) == ("lookup", {"query": "look that up capital of france"})
 
-    async def collect(request):
-        return [c async for c in agent.run(ContextPackage("t", request, 0.0, []))]
+    def collect(request):
+        return _collect(agent, ContextPackage("t", request, 0.0, []))
 
     assert asyncio.run(collect("what is 2**32")) == ["2 to the power of 32 is 4,294,967,296."]
     assert asyncio.run(collect("convert 10 km to miles")) == ["10 km is 6.2137 miles."]
     assert "206" in asyncio.run(collect("how many bones does an adult have"))[0]
+
+
+async def _collect(agent: EmbeddedAgent, ctx: ContextPackage) -> list[str]:
+    return [c async for c in agent.run(ctx)]
 
 
 def test_context_package_carries_the_whole_conversation():

@@ -82,6 +82,10 @@ class EmbeddedAgent:
                 break
         if expr is not None:
             return "calculate", {"expression": expr}
+        if (unclear := _sum_like(_last_user_words(ctx))) is not None:
+            # a sum whose numbers were misheard ("3 47 times 29"): said to be unclear, not
+            # looked up ("times" once found a fact about heartbeats) nor guessed at
+            return "calculate", {"expression": unclear}
         # a bare request ("look that up") names the job; the user's last words say what
         words = _last_user_words(ctx)
         return "lookup", {"query": " ".join([ctx.request, *words[-1:]])}
@@ -118,7 +122,12 @@ class EmbeddedAgent:
     async def run(self, ctx: ContextPackage) -> AsyncIterator[str]:
         name, args = self.plan(ctx)
         if name == "calculate":  # say it, rather than print it
-            yield f"{_say(args['expression'])} is {spoken_number(calculate(args['expression']))}."
+            try:
+                value = calculate(args["expression"])
+            except CalculatorError:
+                yield f"I could not make out the numbers in '{_say(args['expression'])}'."
+                return
+            yield f"{_say(args['expression'])} is {spoken_number(value)}."
             return
         async for chunk in self.tools[name].run(**args):
             yield chunk
@@ -153,6 +162,19 @@ def mend_operators(heard: str) -> str:
             close = difflib.get_close_matches(words[i], OPERATOR_WORDS, n=1, cutoff=0.75)
             words[i] = close[0] if close else words[i]
     return " ".join(words)
+
+
+SUM = re.compile(r"\d\s*[-+*/]\s*\d")
+
+
+def _sum_like(heard: list[str]) -> str | None:
+    """The longest stretch of heard words that reads as a sum (numbers around an operator)
+    without being one, or None."""
+    for words in heard:
+        spans = [s.strip() for s in ARITH.findall(normalise(mend_operators(words.lower())))]
+        if sums := [s for s in spans if SUM.search(s)]:
+            return max(sums, key=len)
+    return None
 
 
 def _is_unit(word: str) -> bool:
