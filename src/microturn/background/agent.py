@@ -74,20 +74,19 @@ class EmbeddedAgent:
             return "current_time", {}
         if re.search(r"\b(date|what day)\b|\btoday\b", text):
             return "current_date", {}
-        expr = self._arithmetic(text, ctx)
-        for asked in _last_user_words(ctx) if expr is None else []:
-            # the model's request is garbled or bare ("work that out"): the user's own last
-            # words, as the model heard them, say what to work out
-            if (expr := self._arithmetic(mend_operators(asked.lower()), ctx)) is not None:
-                break
-        if expr is not None:
+        if (expr := self._arithmetic(text, ctx)) is not None:
             return "calculate", {"expression": expr}
-        if (unclear := _sum_like(_last_user_words(ctx))) is not None:
+        # the model's request is garbled or bare ("work that out", "look that up"): the user's
+        # own last words, as the model heard them, say what to work out or look up
+        words = _last_user_words(ctx)
+        heard = [mend_operators(w.lower()) for w in words]
+        for asked in heard:
+            if (expr := self._arithmetic(asked, ctx)) is not None:
+                return "calculate", {"expression": expr}
+        if (unclear := _sum_like(heard)) is not None:
             # a sum whose numbers were misheard ("3 47 times 29"): said to be unclear, not
             # looked up ("times" once found a fact about heartbeats) nor guessed at
             return "calculate", {"expression": unclear}
-        # a bare request ("look that up") names the job; the user's last words say what
-        words = _last_user_words(ctx)
         return "lookup", {"query": " ".join([ctx.request, *words[-1:]])}
 
     def _arithmetic(self, text: str, ctx: ContextPackage) -> str | None:
@@ -168,10 +167,10 @@ SUM = re.compile(r"\d\s*[-+*/]\s*\d")
 
 
 def _sum_like(heard: list[str]) -> str | None:
-    """The longest stretch of heard words that reads as a sum (numbers around an operator)
-    without being one, or None."""
+    """The longest stretch of heard words (lower case, operators mended) that reads as a sum
+    (numbers around an operator) without being one, or None."""
     for words in heard:
-        spans = [s.strip() for s in ARITH.findall(normalise(mend_operators(words.lower())))]
+        spans = [s.strip() for s in ARITH.findall(normalise(words))]
         if sums := [s for s in spans if SUM.search(s)]:
             return max(sums, key=len)
     return None
