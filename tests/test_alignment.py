@@ -78,8 +78,10 @@ def test_a_byte_may_come_from_its_word_start():
     due = (heard != PAD).nonzero().flatten()
     assert bytes(heard[due].tolist()).decode() == "347 times "
     first = due - early[due]
-    assert (first[:4] == 1).all()  # "347 ": from the slot after the one the word starts in
-    assert (first[4:] == math.floor(round(1.6 / slot, 6)) + 1).all()
+    assert (first[:3] == 1).all()  # "347": from the slot after the one the word starts in
+    assert first[3] == math.floor(round(1.5 / slot, 6)) + 1  # its space: once the word ended
+    starts = math.floor(round(1.6 / slot, 6)) + 1
+    assert (first[4:9] == starts).all() and first[9] == math.floor(round(1.9 / slot, 6)) + 1
     assert (first <= due).all()
 
 

@@ -4,11 +4,12 @@ in a window of slots, instead of at exactly one slot.
 With slot cross-entropy every byte of "347 " is due at one 50 ms slot after the number ends,
 so a slot that is sure the next digit is 4 but one slot late is scored as wrong as one that
 writes 9, and a slot must count its place in the queue to know which byte is its own. Here a
-byte may come anywhere from the slot after its word starts (`TurnBatch.heard_early`) to
-`late` slots after its old due slot, and the loss is the negative log of the summed
-probability of every such placement (PAD in every other slot): a CTC-like forward pass with
-no merged repeats, since the engine writes every non-PAD byte it reads off a slot. The fixed
-schedule is one of the placements, so a model trained on it starts near where it was.
+byte may come anywhere from the slot after its word starts (a word's closing space: after
+it ends; `TurnBatch.heard_early`) to `late` slots after its old due slot, and the loss is
+the negative log of the summed probability of every such placement (PAD in every other
+slot): a CTC-like forward pass with no merged repeats, since the engine writes every non-PAD
+byte it reads off a slot. The fixed schedule is one of the placements, so a model trained on
+it starts near where it was.
 """
 
 from __future__ import annotations

@@ -87,7 +87,10 @@ def transcript_schedule(
     """`transcript_targets` and, at each slot that is due a byte, how many slots earlier it
     may be written: back to the slot after the one its word starts in. The aligned loss
     (`model.alignment`) lets a byte fall anywhere in that window, so the digits of "347" may
-    come as "three hundred", "forty" and "seven" are heard instead of all after the word."""
+    come as "three hundred", "forty" and "seven" are heard instead of all after the word.
+    The space that closes a word may not come before the word has ended: it says nothing
+    more belongs to the word, which no slot knows sooner. Allowed early, a model learned to
+    close "3" as soon as it heard "three" and wrote 347 as "3 47"."""
     slot_s = layout.turn_seconds / layout.audio_slots
     out = torch.full((n * layout.audio_slots,), TOKENIZER.PAD, dtype=torch.long)
     early = torch.zeros(n * layout.audio_slots, dtype=torch.long)
@@ -103,7 +106,8 @@ def transcript_schedule(
         while i < len(ready) and ready[i][0] <= s:
             due, first, text = ready[i]
             if text:
-                queue += [(b, min(first, due)) for b in TOKENIZER.encode(text + " ")]
+                queue += [(b, min(first, due)) for b in TOKENIZER.encode(text)]
+                queue.append((ord(" "), due))
             i += 1
         if queue:
             byte, first = queue.pop(0)

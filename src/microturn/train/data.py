@@ -34,7 +34,7 @@ from ..streams.video import frame_to_patches
 from ..world.families import DRILL_GENERATORS, FAMILY_GENERATORS, REVISIONS, generate
 from ..world.tts import EspeakTTS
 
-CACHE_VERSION = "8"  # bump when the world or the stream code changes what every episode renders
+CACHE_VERSION = "9"  # bump when the world or the stream code changes what every episode renders
 # to; a change to some families' episodes raises their `world.families.REVISIONS` instead
 SPEECH_GAP_S = 0.5  # real data: model words closer than this are one speech segment
 
