@@ -174,3 +174,48 @@ def test_context_package_carries_the_whole_conversation():
     msgs = ctx.to_messages()
     assert [m["role"] for m in msgs] == ["system", "assistant", "user", "assistant", "user", "user"]
     assert "t3" in msgs[-1]["content"] and "and times 10?" in msgs[-1]["content"]
+
+
+def test_spoken_sum_benchmark_runs_the_question_through_a_session(tmp_path):
+    """benchmarks/spoken_sum.py (the live check of spoken tool use) says the question in a
+    world voice over room tone or zeros, runs one session a seed with the embedded agent,
+    and passes a run only when the model's own words say 10,063."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from microturn.config import named_config
+    from microturn.model.checkpoint import save_model
+    from microturn.model.interaction import InteractionModel
+    from microturn.world.acoustics import db
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "spoken_sum.py"
+    spec = importlib.util.spec_from_file_location("spoken_sum", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.says_answer("Let me see. 347 times 29 is 10,063.")
+    assert bench.says_answer("it is 10063")
+    assert not bench.says_answer("10,0 63") and not bench.says_answer("1,006")
+    silent, room = (bench.recording("espeak-en-us", tone) for tone in (False, True))
+    assert len(silent) == len(room) == 16 * 16_000
+    assert not silent[:16_000].any()  # exact digital silence before the question
+    assert np.sqrt(np.mean(room[:16_000] ** 2)) == pytest.approx(db(-62.0), rel=0.05)
+    assert np.abs(silent).max() == pytest.approx(db(-2.0), rel=1e-3)
+
+    save_model(InteractionModel(named_config("tiny").model), tmp_path / "m.safetensors")
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "m.safetensors"), "--seeds", "0",
+         "--json", str(tmp_path / "runs.json")],
+        check=True, capture_output=True, cwd=tmp_path,
+    )
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    assert [(r["voice"], r["floor"]) for r in runs] == [
+        ("espeak-en-us", "room tone"), ("espeak-en-us", "digital silence")
+    ]
+    for r in runs:
+        assert r["passed"] == bench.says_answer(r["said"])
+        assert {"heard", "delegated", "result"} <= set(r)
