@@ -73,8 +73,7 @@ def main() -> None:
     ap.add_argument("--voices", nargs="+", default=["espeak-en-us"], help="world voice ids")
     ap.add_argument("--json", help="write every run here")
     args = ap.parse_args()
-    model = (load_default() if args.checkpoint == "default" else load_model(args.checkpoint))
-    model.eval()
+    model = load_default() if args.checkpoint == "default" else load_model(args.checkpoint)
     runs = []
     for voice in args.voices:
         for floor in FLOORS:

@@ -1,7 +1,9 @@
 import contextlib
+import importlib.util
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +38,17 @@ def small_model(small_cfg) -> InteractionModel:
     for emb in [*model.embed.history.values(), model.heard_before]:
         torch.nn.init.normal_(emb.weight, std=0.02)
     return model
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def benchmark_module(name: str):
+    """benchmarks/<name>.py as a module (the folder is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
 
 
 def tone(seconds: float, rate: int = 16_000, freq: float = 220.0) -> np.ndarray:

@@ -180,23 +180,20 @@ def test_spoken_sum_benchmark_runs_the_question_through_a_session(tmp_path):
     """benchmarks/spoken_sum.py (the live check of spoken tool use) says the question in a
     world voice over room tone or zeros, runs one session a seed with the embedded agent,
     and passes a run only when the model's own words say 10,063."""
-    import importlib.util
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
     import numpy as np
+    from conftest import BENCHMARKS, benchmark_module
 
     from microturn.config import named_config
     from microturn.model.checkpoint import save_model
     from microturn.model.interaction import InteractionModel
     from microturn.world.acoustics import db
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "spoken_sum.py"
-    spec = importlib.util.spec_from_file_location("spoken_sum", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    script = BENCHMARKS / "spoken_sum.py"
+    bench = benchmark_module("spoken_sum")
     assert bench.says_answer("Let me see. 347 times 29 is 10,063.")
     assert bench.says_answer("it is 10063")
     assert not bench.says_answer("10,0 63") and not bench.says_answer("1,006")

@@ -11,7 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 import websockets
-from conftest import serving, tiny_server_model
+from conftest import BENCHMARKS, serving, tiny_server_model
 
 from microturn.config import EngineConfig
 from microturn.engine.engine import Engine
@@ -327,10 +327,9 @@ def test_load_benchmark_reports_its_figures(tmp_path):
     """benchmarks/load.py against a real `microturn serve` subprocess (small and short here)."""
     import subprocess
     import sys
-    from pathlib import Path
 
     out = tmp_path / "load.json"
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "load.py"
+    script = BENCHMARKS / "load.py"
     p = subprocess.run(
         [
             sys.executable,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import BENCHMARKS, benchmark_module
 
 from microturn.config import load_config
 from microturn.errors import CheckpointError, ConfigError
@@ -345,7 +346,7 @@ def test_compute_to_target_extrapolates_a_power_law(tmp_path):
             rows.append(json.dumps(row))
         (tmp_path / stage).mkdir()
         (tmp_path / stage / "log.jsonl").write_text("\n".join(rows) + "\n")
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compute_to_target.py"
+    script = BENCHMARKS / "compute_to_target.py"
     out = tmp_path / "t.json"
     args = [str(tmp_path / "s1"), str(tmp_path / "s2"), "--target", "0.95", "--json", str(out)]
     subprocess.run([sys.executable, str(script), *args], check=True, capture_output=True)
@@ -406,7 +407,7 @@ def test_own_voice_benchmark_scores_what_the_model_hears_of_itself(tmp_path):
     with torch.no_grad():
         model.embed.audio_out.weight.zero_()  # its own voice reaches the trunk as nothing
     save_model(model, tmp_path / "deaf.safetensors")
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "own_voice.py"
+    script = BENCHMARKS / "own_voice.py"
     out = tmp_path / "own.json"
     subprocess.run(
         [sys.executable, str(script), str(tmp_path / "deaf.safetensors"), "--episodes", "2",
@@ -420,17 +421,6 @@ def test_own_voice_benchmark_scores_what_the_model_hears_of_itself(tmp_path):
         assert all(0 <= scores[f"misread {p}/{key}"] <= 1 for p in ("3%", "10%"))
 
 
-def _benchmark(name: str):
-    """benchmarks/<name>.py as a module (the folder is scripts, not a package)."""
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def _run_benchmark(name: str, tmp_path) -> dict:
     """Run benchmarks/<name>.py on one held-out episode of a random checkpoint; its JSON."""
     from microturn.model.checkpoint import save_model
@@ -439,7 +429,7 @@ def _run_benchmark(name: str, tmp_path) -> dict:
     model = InteractionModel(load_config(write_config(tmp_path)).model)
     save_model(model, tmp_path / "m.safetensors")
     out = tmp_path / f"{name}.json"
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    script = BENCHMARKS / f"{name}.py"
     subprocess.run(
         [sys.executable, str(script), str(tmp_path / "m.safetensors"), "--episodes", "1", "--fp32",
          "--json", str(out)],
@@ -453,7 +443,7 @@ def test_readback_benchmark_splits_tool_use_text_into_its_three_parts(tmp_path):
     line, and scores a checkpoint's held-out bytes in each."""
     from microturn.streams.text import ByteTokenizer
 
-    bench = _benchmark("readback")
+    bench = benchmark_module("readback")
     tok, pad = ByteTokenizer(), ByteTokenizer.PAD
     text = tok.encode("Ok.") + [pad, tok.DELEGATE] + tok.encode("7") + [tok.DELEGATE_END, pad]
     text += tok.encode("7 is 7.")
@@ -471,7 +461,7 @@ def test_hearing_benchmark_scores_each_number_said_in_order(tmp_path):
     names each by its tens word, and scores a checkpoint's held-out transcript by voice split."""
     from microturn.model.interaction import PAD
 
-    bench = _benchmark("hearing")
+    bench = benchmark_module("hearing")
     assert bench.numbers(list(b"what is 347 times 29")) == [347, 29]
     assert bench.heard_numbers([347, 29], [377, 29]) == [False, True]
     assert bench.heard_numbers([347, 29], [29, 347]) == [True, False]  # order counts
