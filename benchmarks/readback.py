@@ -1,12 +1,13 @@
 """Where tool use breaks: hearing the request, or reading the result back.
 
-In a held-out tool_use episode the model writes three things: the acknowledgement ("Let me
-work that out."), the delegation (`<delegate>calculate</delegate>`; before stage 11 it
-restated the heard question, "what is 434 minus 39"), and the result line ("434 minus 39 is
-395."), whose words sit in its background slots when it says them; its listening transcript
-writes the user's words ("what is 434 minus 39"). Teacher-forced, this scores each part's
-bytes, and their digits apart: a model that hears numbers writes the transcript's digits;
-one that copies from its slots writes the result's.
+In a held-out tool_use episode the model writes three things: the delegation
+(`<delegate>calculate</delegate>`; before stage 11 it restated the heard question, "what is
+434 minus 39"), the acknowledgement ("Let me work that out."; before stage 28 it came
+first), and the result line ("434 minus 39 is 395."), whose words sit in its background
+slots when it says them; its listening transcript writes the user's words ("what is 434
+minus 39"). Teacher-forced, this scores each part's bytes, and their digits apart: a model
+that hears numbers writes the transcript's digits; one that copies from its slots writes the
+result's.
 
     python benchmarks/readback.py default --episodes 20
 """
@@ -28,12 +29,26 @@ TOK = ByteTokenizer()
 
 
 def parts(text: list[int]) -> list[str | None]:
-    """The part each slot of a flattened text stream belongs to (None for PAD)."""
-    part, out = "ack", []
+    """The part each slot of a flattened text stream belongs to (None for PAD): the request
+    (`<delegate>`, `</delegate>` and the space after it), then the acknowledgement up to the
+    space after its full stop, then the result line. Before stage 28 the acknowledgement
+    came first; on episodes of that layout, its bytes count as the result's."""
+    part, out, closed, ended = "result", [], False, False
     for t in text:
-        part = "request" if t == TOK.DELEGATE else part
-        out.append(None if t == PAD else part)
-        part = "result" if t == TOK.DELEGATE_END else part
+        if t == PAD:
+            out.append(None)
+            continue
+        if t == TOK.DELEGATE:
+            part, closed = "request", False
+        elif part == "request" and closed and t != ord(" "):
+            part, ended = "ack", False
+        elif part == "ack" and ended and t == ord(" "):
+            out.append("ack")
+            part = "result"
+            continue
+        out.append(part)
+        closed = closed or t == TOK.DELEGATE_END
+        ended = t == ord(".")
     return out
 
 

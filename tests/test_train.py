@@ -439,16 +439,16 @@ def _run_benchmark(name: str, tmp_path) -> dict:
 
 
 def test_readback_benchmark_splits_tool_use_text_into_its_three_parts(tmp_path):
-    """benchmarks/readback.py labels the acknowledgement, the delegated request and the result
+    """benchmarks/readback.py labels the delegated request, the acknowledgement and the result
     line, and scores a checkpoint's held-out bytes in each."""
     from microturn.streams.text import ByteTokenizer
 
     bench = benchmark_module("readback")
     tok, pad = ByteTokenizer(), ByteTokenizer.PAD
-    text = tok.encode("Ok.") + [pad, tok.DELEGATE] + tok.encode("7") + [tok.DELEGATE_END, pad]
-    text += tok.encode("7 is 7.")
+    text = [tok.DELEGATE] + tok.encode("7") + [tok.DELEGATE_END, pad] + tok.encode(" Ok. ")
+    text += [pad] + tok.encode("7 is 7. ")
     assert bench.parts(text) == (
-        ["ack"] * 3 + [None] + ["request"] * 3 + [None] + ["result"] * 7
+        ["request"] * 3 + [None] + ["request"] + ["ack"] * 4 + [None] + ["result"] * 8
     )
     scores = _run_benchmark("readback", tmp_path)
     parts = {"ack/bytes", "request/bytes", "result/digits", "heard/bytes", "heard/digits"}

@@ -156,13 +156,13 @@ def test_readback_drill_copies_a_typed_request_and_its_streamed_result(tts):
     have no held-out split, and WorldData adds them to training only."""
     from microturn.config import TrainConfig
     from microturn.train.data import WorldData
-    from microturn.world.families import DRILL_GENERATORS, REQUEST
+    from microturn.world.families import ACK, DRILL_GENERATORS, REQUEST
 
     ep = generate("readback", 2, "train", tts=tts)
     tl = ep.timeline
     typed, asks, results = tl.of("user_text"), tl.of("delegation"), tl.of("result")
     assert len(typed) == len(asks) == len(results) >= 1
-    lines = [e for e in tl.of("model_speech") if e.text != "Let me work that out."]
+    lines = [e for e in tl.of("model_speech") if e.text != ACK]
     for q, ask, res, line in zip(typed, asks, results, lines):
         assert ask.text == REQUEST and q.text.startswith("What is ")
         value = res.text.split(" is ")[-1]
@@ -186,9 +186,10 @@ def test_readback_drill_copies_a_typed_request_and_its_streamed_result(tts):
 
 
 @pytest.mark.parametrize("family", ["tool_use", "readback"])
-def test_a_delegation_follows_the_acknowledgement_and_its_result_the_request(family, tts):
-    """The request is written right after "...that out. " (no silent turns to count), ends
-    with a space like a word, and its result arrives only after it has been sent."""
+def test_a_delegation_comes_before_the_acknowledgement_and_its_result_after_it(family, tts):
+    """The request is the turn's first writing, ends with a space like a word, and the
+    acknowledgement's first word comes next, written the turn before it is heard; the result
+    arrives only after the request has been sent."""
     from microturn.config import TrainConfig
     from microturn.streams.text import ByteTokenizer
     from microturn.train.data import WorldData
@@ -202,9 +203,12 @@ def test_a_delegation_follows_the_acknowledgement_and_its_result_the_request(fam
     starts = [i for i, t in enumerate(written) if t == tok.DELEGATE]
     assert starts and len(starts) == len(ep.timeline.of("result"))
     for i in starts:
-        assert bytes(written[i - 5 : i]) == b"out. "
+        assert i == 0 or bytes(written[i - 2 : i]) == b". "  # after a line, not inside one
         end = written.index(tok.DELEGATE_END, i)
-        assert written[end + 1] == ord(" ")
+        assert bytes(written[end + 1 : end + 6]) == b" Let "
+    heard = [w.t for w in ep.timeline.of("model_word") if w.text == "Let"]
+    lets = [i for i in range(len(flat) - 3) if flat[i : i + 4] == list(b"Let ")]
+    assert [i // LAYOUT.text_out_slots + 1 for i in lets] == [int(t / 0.2) for t in heard]
     sent = [i // LAYOUT.text_out_slots for i, t in enumerate(flat) if t == tok.DELEGATE_END]
     rows = b.background[0].tolist()
     arrived = [k for k, r in enumerate(rows) if r[0] == ord("t") and chr(r[1]).isdigit()]

@@ -28,7 +28,7 @@ def model_lines() -> list[str]:
     lines += (
         list(fam.ACKS)
         + list(fam.BACKCHANNELS)
-        + [fam.REFUSAL, "Let me work that out.", "Start.", "Stop."]
+        + [fam.REFUSAL, fam.ACK, "Start.", "Stop."]
     )
     lines += [w.capitalize() + "." for w in fam.NUMBERS + fam.SPANISH]
     lines += [w.capitalize() + "!" for w in fam.CUE_SAYS] + [

@@ -12,6 +12,7 @@ training-only generators dense in one skill, added beside the families by `train
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable
 
@@ -29,7 +30,7 @@ from .draws import (
     _held_out,
     _pick,
 )
-from .episode import Episode, EpisodeBuilder
+from .episode import TURN_S, Episode, EpisodeBuilder, Spoken
 from .phrases import (
     ACKS,
     ASIDES,
@@ -289,18 +290,27 @@ def _arithmetic(x: int, y: int, op: str) -> tuple[str, str]:
 # What the model writes to delegate a sum: the job, not the question. The context package
 # carries the user's words; a restated question is one more copy of heard digits to get
 # wrong, and the background model believes it. One word unlike the model's lines, so it
-# cannot run into the acknowledgement it follows (docs/design.md, "The synthetic world").
+# cannot run into the acknowledgement that follows it (docs/design.md, "The synthetic world").
 REQUEST = "calculate"
+ACK = "Let me work that out."
 
 
-def _delegate_after(b: EpisodeBuilder, word_t: float, result: str, latency: float) -> float:
-    """Delegate right after the word at `word_t` (the acknowledgement's last): the request
-    follows that word in the text stream, so writing it hangs on the words before it, not on
-    counting silent turns until the spoken line ends (which a free-running model, hearing
-    its own voice, did not do reliably). Returns when it was asked."""
-    asked = round(word_t + 0.01, 3)  # same or next turn, after the word (events sort by time)
+def _delegate_then_ack(
+    b: EpisodeBuilder, heard_at: float, result: str, latency: float
+) -> tuple[float, Spoken]:
+    """Delegate as the turn starts, at `heard_at` (when an answer would be heard), then say
+    the acknowledgement once the request is written: the decision hangs on the question just
+    heard, not on the model's own words. Written after the acknowledgement, live it followed
+    a clean "...that out." (p 0.88-1.00) and not a derailed one (<= 0.04), about half the runs.
+    The request's tokens fill whole text turns (4 bytes each) before the line's first word.
+    Returns when it was asked and the acknowledgement."""
+    asked = round(heard_at, 3)
     b.delegate(asked, REQUEST, result, latency)
-    return asked
+    per_turn = round(BYTES_PER_S * TURN_S)
+    written = math.ceil((len(REQUEST) + 3) / per_turn)  # and <delegate>, </delegate>, " "
+    turn = math.floor(round(asked / TURN_S, 6)) + written
+    ack = b.say(ACK, turn * TURN_S + float(b.rng.uniform(0.0, 0.1)))
+    return asked, ack
 
 
 def tool_use(b: EpisodeBuilder) -> None:
@@ -309,10 +319,9 @@ def tool_use(b: EpisodeBuilder) -> None:
     u = b.user(
         f"What is {x} {op} {y}?", float(b.rng.uniform(0.3, 0.8)), answer=f"{x} {op} {y} is {value}."
     )
-    ack = b.say("Let me work that out.", u.end + _gap(b))
     latency = float(b.rng.uniform(1.5, 4.0))
-    asked = _delegate_after(b, ack.words[-1].t, f"{_say(expr)} is {value}.", latency)
-    free = asked + latency + 1.2  # the result streams into its slots at 4 bytes a turn
+    asked, ack = _delegate_then_ack(b, u.end + _gap(b), f"{_say(expr)} is {value}.", latency)
+    free = max(asked + latency + 1.2, ack.end + 0.3)  # the result streams in, 4 bytes a turn
     if b.rng.random() < 0.5:  # the user chats on meanwhile; the answer waits for them
         c = b.user(_pick(b, CHATTER), ack.end + float(b.rng.uniform(0.3, 1.0)), answer="Mm-hm.")
         free = max(free, c.end + _gap(b))
@@ -336,10 +345,10 @@ def readback(b: EpisodeBuilder) -> None:
         expr, value = _arithmetic(x, y, op)
         question = f"What is {x} {op} {y}?"
         b.typed(t, question)
-        ack = b.say("Let me work that out.", t + 0.4 + len(question) / 20 * 0.2)
         result = f"{_say(expr)} is {value}."
         latency = (len(REQUEST) + 3) / BYTES_PER_S + float(b.rng.uniform(0.3, 1.0))
-        asked = _delegate_after(b, ack.words[-1].t, result, latency)
+        heard_at = t + 0.4 + len(question) / 20 * 0.2
+        asked, ack = _delegate_then_ack(b, heard_at, result, latency)
         # said once "t1: <result>" has streamed in, 4 bytes a turn
         free = max(asked + latency + (len(result) + 5) / BYTES_PER_S + 0.2, ack.end)
         t = b.say(f"{x} {op} {y} is {value}.", free).end + float(b.rng.uniform(0.4, 1.0))
@@ -378,7 +387,7 @@ def dictation(b: EpisodeBuilder) -> None:
 
 # Raised when a family's generator (or stream code only its episodes use) changes what its
 # episodes render to: the training cache then re-renders that family alone (train.data).
-REVISIONS: dict[str, int] = {"tool_use": 5, "readback": 3, "dictation": 4, "interruption": 2}
+REVISIONS: dict[str, int] = {"tool_use": 6, "readback": 4, "dictation": 4, "interruption": 2}
 
 DRILL_GENERATORS: dict[str, Callable[[EpisodeBuilder], None]] = {
     "readback": readback,
