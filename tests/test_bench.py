@@ -158,6 +158,13 @@ def test_the_eval_split_scores_the_worlds_own_lines_beside_the_systems(small_mod
     said = [w.text for w in result.runs[REFERENCE][1].words]
     assert said and world["backchannel_freq"] > 0  # the world backchannels the story
     assert world["transcript_cer"] is None  # the world writes no transcript
+    # a delegation in an episode that asks for none is a stray task, counted per episode
+    ours = result.summary()["systems"]["microturn"]
+    strays = [r.scores["stray_delegation_rate"] for r in result.runs["microturn"]]
+    assert strays == [float(any(e.kind == "delegation" for e in r.extra))
+                      for r in result.runs["microturn"]]
+    assert ours["stray_delegation_rate"] == 100 * sum(strays) / 2
+    assert ours["delegation_rate"] is None  # no tool question among these
     table = format_table(result)
     assert REFERENCE in table.splitlines()[0]
     page = write_timeline_html(result, rendered[0].scenario.id, tmp_path / "t.html").read_text()

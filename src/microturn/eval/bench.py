@@ -46,6 +46,8 @@ METRICS = (
     "startstop_miou",
     "proactive_score",
     "tool_pass1",
+    "delegation_rate",
+    "stray_delegation_rate",
     "refusal_rate",
     "over_refusal_rate",
     "answer_cer",
@@ -159,6 +161,8 @@ def run_bench(
             if e.kind.startswith("task_") or e.kind in ("delegation", "result", "heard_word")
         ]
         check = _checks(ours.timeline.model_audio, words, speech, intelligibility)
+        delegated = any(e.kind == "delegation" for e in tasks)
+        check |= M.delegation(r.scenario.family == "tool_use", delegated)
         if engine.model.transcript_head is not None:  # the harness's transcript is an oracle: none
             check |= M.transcript_cer(
                 [e.text for e in ours.timeline.events if e.kind == "heard_word"],

@@ -12,6 +12,7 @@ BETTER = {
     "backchannel_tor": "lower",
     "not_addressed_response_rate": "lower",
     "over_refusal_rate": "lower",
+    "stray_delegation_rate": "lower",
     "stop_latency_s": "lower",
     "turn_taking_latency_s": "lower",
     "interruption_latency_s": "lower",
