@@ -21,6 +21,8 @@ import numpy as np
 from ..background.agent import _say
 from ..background.calculator import calculate, spoken_number
 from ..errors import ConfigError
+from ..streams.timeline import output_tokens
+from ..streams.turns import Event
 from .acoustics import Conditions
 from .draws import (
     HELD_OUT_ONE_IN,  # noqa: F401 (re-exported: the held-out share)
@@ -292,6 +294,7 @@ def _arithmetic(x: int, y: int, op: str) -> tuple[str, str]:
 # wrong, and the background model believes it. One word unlike the model's lines, so it
 # cannot run into the acknowledgement that follows it (docs/design.md, "The synthetic world").
 REQUEST = "calculate"
+REQUEST_TOKENS = len(output_tokens([Event(0.0, "delegation", REQUEST)]))  # markers, space too
 ACK = "Let me work that out."
 
 
@@ -306,8 +309,7 @@ def _delegate_then_ack(
     Returns when it was asked and the acknowledgement."""
     asked = round(heard_at, 3)
     b.delegate(asked, REQUEST, result, latency)
-    per_turn = round(BYTES_PER_S * TURN_S)
-    written = math.ceil((len(REQUEST) + 3) / per_turn)  # and <delegate>, </delegate>, " "
+    written = math.ceil(REQUEST_TOKENS / round(BYTES_PER_S * TURN_S))
     turn = math.floor(round(asked / TURN_S, 6)) + written
     ack = b.say(ACK, turn * TURN_S + float(b.rng.uniform(0.0, 0.1)))
     return asked, ack
@@ -346,7 +348,7 @@ def readback(b: EpisodeBuilder) -> None:
         question = f"What is {x} {op} {y}?"
         b.typed(t, question)
         result = f"{_say(expr)} is {value}."
-        latency = (len(REQUEST) + 3) / BYTES_PER_S + float(b.rng.uniform(0.3, 1.0))
+        latency = REQUEST_TOKENS / BYTES_PER_S + float(b.rng.uniform(0.3, 1.0))
         heard_at = t + 0.4 + len(question) / 20 * 0.2
         asked, ack = _delegate_then_ack(b, heard_at, result, latency)
         # said once "t1: <result>" has streamed in, 4 bytes a turn
