@@ -10,6 +10,7 @@ said; a run passes when the model's own words say 10,063.
 
     python benchmarks/spoken_sum.py default --seeds 0 1 2 3 4 5 6 7
     python benchmarks/spoken_sum.py default --voices espeak-en-us espeak-en-us-nyc-m5 flite-rms
+    python benchmarks/spoken_sum.py default --floors "digital silence" --text-temperature 0
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ def says_answer(words: str) -> bool:
     return ANSWER.replace(",", "") in re.sub(r"(?<=\d),(?=\d)", "", words)
 
 
-def one_run(model, audio: np.ndarray, seed: int) -> dict:
+def one_run(model, audio: np.ndarray, seed: int, text_temperature: float = 0.8) -> dict:
     result = run_offline(Engine(model, EngineConfig()), RecordedInput(audio=audio),
-                         SamplerSettings(seed=seed), agent=EmbeddedAgent())
+                         SamplerSettings(seed=seed, text_temperature=text_temperature),
+                         agent=EmbeddedAgent())
     events = result.timeline.events
     said = " ".join(e.text for e in result.model_words)
     return {
@@ -71,21 +73,23 @@ def main() -> None:
     ap.add_argument("checkpoint", help="a model checkpoint, or 'default' (the shipped model)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--voices", nargs="+", default=["espeak-en-us"], help="world voice ids")
+    ap.add_argument("--text-temperature", type=float, default=0.8, help="the words'; 0: greedy")
+    ap.add_argument("--floors", nargs="+", default=list(FLOORS), choices=FLOORS)
     ap.add_argument("--json", help="write every run here")
     args = ap.parse_args()
     model = load_default() if args.checkpoint == "default" else load_model(args.checkpoint)
     runs = []
     for voice in args.voices:
-        for floor in FLOORS:
+        for floor in args.floors:
             audio = recording(voice, floor == "room tone")
             for seed in args.seeds:
-                r = one_run(model, audio, seed) | {"voice": voice, "floor": floor}
+                r = one_run(model, audio, seed, args.text_temperature) | {"voice": voice, "floor": floor}
                 runs.append(r)
                 print(f"{voice} / {floor} / seed {seed}: heard {r['heard']!r}; delegated "
                       f"{len(r['delegated'])}; result {r['result'][:1]}; said "
                       f"{r['said'][:120]!r} -> {'PASS' if r['passed'] else 'fail'}")
     for voice in args.voices:
-        for floor in FLOORS:
+        for floor in args.floors:
             mine = [r for r in runs if (r["voice"], r["floor"]) == (voice, floor)]
             heard = sum({"347", "29"} <= set(r["heard"].split()) for r in mine)
             asked = sum(bool(r["delegated"]) for r in mine)

@@ -217,3 +217,24 @@ def test_a_delegation_comes_before_the_acknowledgement_and_its_result_after_it(f
     data = WorldData(LAYOUT, TrainConfig())
     i = next(i for i in range(100) if data.family_of(i)[0] == "tool_use")
     assert f"tool_use-r{REVISIONS['tool_use']}-" in data.path(i).name
+
+
+def test_a_result_can_stream_in_the_turn_after_its_request_is_sent(tts):
+    """A local agent answers as soon as the request is written (live, the embedded agent's
+    result comes the next turn, while the acknowledgement is said); a remote one seconds later.
+    tool_use episodes show both."""
+    from microturn.streams.text import ByteTokenizer
+    from microturn.world.families import FIRST_RESULT_S
+
+    gaps = []
+    for i in range(12):
+        tl = generate("tool_use", i, "train", tts=tts).timeline
+        (asked,), (result,) = tl.of("delegation"), tl.of("result")
+        gaps.append(result.t - asked.t)
+        b = timeline_to_turns(tl, LAYOUT, DMelCodec(LAYOUT.dmel_levels), MelNorm(80))
+        flat = b.text_out[0].reshape(-1).tolist()
+        sent = flat.index(ByteTokenizer.DELEGATE_END) // LAYOUT.text_out_slots
+        rows = b.background[0].tolist()
+        arrived = next(k for k, r in enumerate(rows) if r[0] != ByteTokenizer.PAD)
+        assert arrived > sent
+    assert FIRST_RESULT_S <= min(gaps) < 0.6 and max(gaps) > 1.5

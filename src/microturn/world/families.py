@@ -315,13 +315,27 @@ def _delegate_then_ack(
     return asked, ack
 
 
+# The earliest a result can arrive: the request's 3 text turns end 0.4 s after `asked` (they
+# start the turn before it). A local agent (the embedded one) answers then, the next turn:
+# live, its result streamed in while the model said "Let me work that out." in every run,
+# which no episode showed until tool_use revision 7 (1.5-4 s before; readback 0.9-1.6 s).
+FIRST_RESULT_S = (math.ceil(REQUEST_TOKENS / round(BYTES_PER_S * TURN_S)) - 1) * TURN_S + 0.001
+
+
+def _latency(b: EpisodeBuilder) -> float:
+    """Half the results come from a local tool, as soon as they can; half from a remote model."""
+    if b.rng.random() < 0.5:
+        return float(b.rng.uniform(FIRST_RESULT_S, FIRST_RESULT_S + 0.4))
+    return float(b.rng.uniform(1.5, 4.0))
+
+
 def tool_use(b: EpisodeBuilder) -> None:
     x, y, op = _draw(b, lambda: _spoken_request(b))
     expr, value = _arithmetic(x, y, op)
     u = b.user(
         f"What is {x} {op} {y}?", float(b.rng.uniform(0.3, 0.8)), answer=f"{x} {op} {y} is {value}."
     )
-    latency = float(b.rng.uniform(1.5, 4.0))
+    latency = _latency(b)
     asked, ack = _delegate_then_ack(b, u.end + _gap(b), f"{_say(expr)} is {value}.", latency)
     free = max(asked + latency + 1.2, ack.end + 0.3)  # the result streams in, 4 bytes a turn
     if b.rng.random() < 0.5:  # the user chats on meanwhile; the answer waits for them
@@ -348,7 +362,7 @@ def readback(b: EpisodeBuilder) -> None:
         question = f"What is {x} {op} {y}?"
         b.typed(t, question)
         result = f"{_say(expr)} is {value}."
-        latency = REQUEST_TOKENS / BYTES_PER_S + float(b.rng.uniform(0.3, 1.0))
+        latency = float(b.rng.uniform(FIRST_RESULT_S, 1.6))
         heard_at = t + 0.4 + len(question) / 20 * 0.2
         asked, ack = _delegate_then_ack(b, heard_at, result, latency)
         # said once "t1: <result>" has streamed in, 4 bytes a turn
@@ -389,7 +403,7 @@ def dictation(b: EpisodeBuilder) -> None:
 
 # Raised when a family's generator (or stream code only its episodes use) changes what its
 # episodes render to: the training cache then re-renders that family alone (train.data).
-REVISIONS: dict[str, int] = {"tool_use": 6, "readback": 4, "dictation": 4, "interruption": 2}
+REVISIONS: dict[str, int] = {"tool_use": 7, "readback": 5, "dictation": 4, "interruption": 2}
 
 DRILL_GENERATORS: dict[str, Callable[[EpisodeBuilder], None]] = {
     "readback": readback,
