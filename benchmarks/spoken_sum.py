@@ -83,7 +83,8 @@ def main() -> None:
         for floor in args.floors:
             audio = recording(voice, floor == "room tone")
             for seed in args.seeds:
-                r = one_run(model, audio, seed, args.text_temperature) | {"voice": voice, "floor": floor}
+                r = one_run(model, audio, seed, args.text_temperature)
+                r |= {"voice": voice, "floor": floor}
                 runs.append(r)
                 print(f"{voice} / {floor} / seed {seed}: heard {r['heard']!r}; delegated "
                       f"{len(r['delegated'])}; result {r['result'][:1]}; said "
