@@ -10,7 +10,10 @@ model chooses what to say) and the control accuracy. A model whose words survive
 voice scores close to the first column in the second. Two more rows keep the TTS voice and
 read back 3% / 10% of the model's written letters as random ones (served, a wrong byte is
 read back as written; `train.text_noise` trains for it): a model that goes on with the line
-it meant scores close to the first row there too.
+it meant scores close to the first row there too. The last two rows hear the TTS voice 2 / 5
+audio slots (100 / 250 ms) late, as a flow head that speaks a little behind its words would
+be heard (`train.own_voice_lag` trains for it): a model that keeps its place in a line by
+what it wrote, not by its voice's timing, scores close to the first row there.
 
     python benchmarks/own_voice.py runs/default_stage8/model.safetensors --episodes 56
 """
@@ -27,9 +30,9 @@ from microturn.model.interaction import PAD, InteractionModel, Predictions, text
 from microturn.streams.turns import TurnBatch
 from microturn.train.data import WorldData
 from microturn.train.scores import held_out_batch, held_out_command
-from microturn.train.trainer import misread
+from microturn.train.trainer import delayed, misread
 
-VOICES = ("tts", "own", "silent", "misread 3%", "misread 10%")
+VOICES = ("tts", "own", "silent", "misread 3%", "misread 10%", "late 2 slots", "late 5 slots")
 
 
 def own_frames(
@@ -44,6 +47,12 @@ def own_frames(
     own = batch.audio_out.clone()
     own[speak] = drawn.view(-1, *own.shape[2:]).to(own.dtype)
     return own
+
+
+def late(batch: TurnBatch, slots: int) -> torch.Tensor:
+    """`batch.audio_out` heard `slots` audio slots late in every sequence."""
+    heard = batch.audio_out * batch.audio_out_mask[..., None, None]
+    return torch.stack([delayed(frames, slots) for frames in heard])
 
 
 @torch.no_grad()
@@ -61,6 +70,8 @@ def score(model: InteractionModel, data: WorldData, episodes: int, bf16: bool) -
                 ("silent", {"audio_out": torch.zeros_like(batch.audio_out)}),
                 ("misread 3%", {"text_out": misread(batch.text_out, 0.03, g)}),
                 ("misread 10%", {"text_out": misread(batch.text_out, 0.10, g)}),
+                ("late 2 slots", {"audio_out": late(batch, 2)}),
+                ("late 5 slots", {"audio_out": late(batch, 5)}),
             ):
                 heard = dataclasses.replace(batch, **heard)
                 preds[voice] = model.predict(model.hidden(heard), batch)
@@ -81,10 +92,10 @@ def main() -> None:
     args, model, data = held_out_command(__doc__, 56, "held-out episodes (eval split)")
     data.ensure(range(args.episodes), True)
     scores = score(model, data, args.episodes, not args.fp32)
-    print(f"{'voice heard':12s} {'inside lines':>12s} {'onsets':>8s} {'control':>8s}")
+    print(f"{'voice heard':13s} {'inside lines':>12s} {'onsets':>8s} {'control':>8s}")
     for v in VOICES:
         row = [scores[f"{v}/{k}"] for k in ("inside", "onset", "control")]
-        print(f"{v:12s} {row[0]:12.3f} {row[1]:8.3f} {row[2]:8.3f}")
+        print(f"{v:13s} {row[0]:12.3f} {row[1]:8.3f} {row[2]:8.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(scores, f, indent=2)

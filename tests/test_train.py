@@ -364,7 +364,7 @@ def test_own_voice_noise_reaches_the_chosen_share_of_turns_and_repeats(tmp_path)
     cfg = load_config(write_config(tmp_path, own_voice_noise=0.5))
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     audio = torch.randn(2, 400, 4, 320)
-    batch = type("B", (), {"audio_out": audio})()
+    batch = type("B", (), {"audio_out": audio, "audio_out_mask": torch.ones(2, 400, dtype=bool)})()
     heard = trainer.own_voice(batch, [0, 1])
     changed = (heard != audio).flatten(2).any(-1).float().mean()
     assert 0.4 < float(changed) < 0.6
@@ -372,6 +372,31 @@ def test_own_voice_noise_reaches_the_chosen_share_of_turns_and_repeats(tmp_path)
     assert not torch.equal(heard[1], trainer.own_voice(batch, [2, 1])[0])
     plain = load_config(write_config(tmp_path, name="plain"))
     assert Trainer(plain, tmp_path / "run2", progress=False).own_voice(batch, [0, 1]) is None
+
+
+def test_own_voice_lag_hears_a_share_of_sequences_late_never_early(tmp_path):
+    """Served, the flow head's voice need not keep the TTS voice's timing; `own_voice_lag`
+    has a share of sequences hear the whole voice 1..max slots late (silence first, only
+    while speaking), the same per sample position."""
+    cfg = load_config(write_config(tmp_path, own_voice_lag=0.5, own_voice_max_lag=3))
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    audio = torch.randn(40, 50, 4, 8)
+    speak = torch.ones(40, 50, dtype=bool)
+    speak[:, 40:] = False
+    batch = type("B", (), {"audio_out": audio, "audio_out_mask": speak})()
+    heard = trainer.own_voice(batch, list(range(40)))
+    assert torch.equal(heard, trainer.own_voice(batch, list(range(40))))
+    lags = []
+    for b in range(40):
+        flat, heard_flat = audio[b, :40].flatten(0, 1), heard[b, :40].flatten(0, 1)
+        lag = next(d for d in range(4) if torch.equal(heard_flat[d:], flat[: 160 - d]))
+        assert not heard_flat[:lag].any()  # silence before the voice starts
+        assert not heard[b, 40:].any()  # nothing heard once it stops speaking, late or not
+        lags.append(lag)
+    assert 0.3 < sum(d > 0 for d in lags) / 40 < 0.7
+    assert set(lags) - {0} == {1, 2, 3}
+    with pytest.raises(ConfigError, match="own_voice_max_lag"):
+        load_config(write_config(tmp_path, name="bad", own_voice_max_lag=0))
 
 
 def test_text_noise_reads_back_a_share_of_its_letters_wrong_and_keeps_the_targets(tmp_path):

@@ -249,6 +249,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (pays back after ~100 CPU steps)
     pad_weight: float = 1.0  # a PAD slot of text/transcript counts this much of a real token
     own_voice_noise: float = 0.0  # share of speaking turns heard with noise (Trainer.own_voice)
+    own_voice_lag: float = 0.0  # share of sequences that hear their own voice late
+    own_voice_max_lag: int = 6  # ... by 1 to this many audio slots (Trainer.own_voice)
     text_noise: float = 0.0  # share of its written letters read back wrong (Trainer.own_text)
     # 0: each transcript byte is due at exactly one slot (cross-entropy); n > 0: it may come
     # anywhere from its word's start to n slots after that one, once and in order (aligned)
@@ -276,6 +278,9 @@ class TrainConfig:
             (self.dtype in ("bf16", "fp32"), "dtype"),
             (0 <= self.pad_weight <= 1, "pad_weight"),
             (0 <= self.own_voice_noise <= 1, "own_voice_noise"),
+            (0 <= self.own_voice_lag <= 1, "own_voice_lag"),
+            (isinstance(self.own_voice_max_lag, int) and self.own_voice_max_lag >= 1,
+             "own_voice_max_lag"),
             (0 <= self.text_noise <= 1, "text_noise"),
             (isinstance(self.transcript_window, int) and self.transcript_window >= 0,
              "transcript_window"),
