@@ -30,7 +30,7 @@ from microturn.model.interaction import PAD, InteractionModel, Predictions, text
 from microturn.streams.turns import TurnBatch
 from microturn.train.data import WorldData
 from microturn.train.scores import held_out_batch, held_out_command
-from microturn.train.trainer import delayed, misread
+from microturn.train.exposure import delayed, misread
 
 VOICES = ("tts", "own", "silent", "misread 3%", "misread 10%", "late 2 slots", "late 5 slots")
 

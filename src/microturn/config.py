@@ -248,10 +248,10 @@ class TrainConfig:
     dtype: str = "bf16"  # autocast for the forward pass (fp32 master weights): "bf16" or "fp32"
     compile: bool = False  # torch.compile the training forward (pays back after ~100 CPU steps)
     pad_weight: float = 1.0  # a PAD slot of text/transcript counts this much of a real token
-    own_voice_noise: float = 0.0  # share of speaking turns heard with noise (Trainer.own_voice)
+    own_voice_noise: float = 0.0  # share of speaking turns heard with noise (train.exposure)
     own_voice_lag: float = 0.0  # share of sequences that hear their own voice late
-    own_voice_max_lag: int = 6  # ... by 1 to this many audio slots (Trainer.own_voice)
-    text_noise: float = 0.0  # share of its written letters read back wrong (Trainer.own_text)
+    own_voice_max_lag: int = 6  # ... by 1 to this many audio slots (train.exposure)
+    text_noise: float = 0.0  # share of its written letters read back wrong (train.exposure)
     # 0: each transcript byte is due at exactly one slot (cross-entropy); n > 0: it may come
     # anywhere from its word's start to n slots after that one, once and in order (aligned)
     transcript_window: int = 0
