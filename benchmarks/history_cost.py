@@ -2,10 +2,11 @@
 
     python benchmarks/history_cost.py [--turns 120] [--threads 1] [--json F]
 
-Three engines over the tiny config (plain; with `byte_history`; with it and `copy_lookup`)
-step one session each through the same random turns (text from three letters, so lookups
-hit), interleaved turn by turn in one process so a busy machine slows them alike; the median
-step time of each, after a warm-up, and its ratio to plain, per dtype.
+Four engines over the tiny config (plain; with `byte_history`; with it and `copy_lookup`; and
+with the lookup keyed on three bytes, `lookup_bytes = 3`) step one session each through the
+same random turns (text from three letters, so lookups hit), interleaved turn by turn in one
+process so a busy machine slows them alike; the median step time of each, after a warm-up,
+and its ratio to plain, per dtype.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from microturn.engine.engine import Engine  # noqa: E402
 from microturn.engine.parity import random_batch  # noqa: E402
 from microturn.model.interaction import InteractionModel  # noqa: E402
 
-ARMS = {"plain": (False, False), "history": (True, False), "history + lookup": (True, True)}
+ARMS = {  # (byte_history, copy_lookup, lookup_bytes)
+    "plain": (False, False, 2),
+    "history": (True, False, 2),
+    "history + lookup": (True, True, 2),
+    "history + 3-byte lookup": (True, True, 3),
+}
 
 
 def main() -> None:
@@ -42,10 +48,12 @@ def main() -> None:
     report = {}
     for dtype in ("fp32", "bf16"):
         sessions = {}
-        for name, (history, lookup) in ARMS.items():
+        for name, (history, lookup, key) in ARMS.items():
             torch.manual_seed(0)
             model = InteractionModel(
-                dataclasses.replace(cfg, byte_history=history, copy_lookup=lookup)
+                dataclasses.replace(
+                    cfg, byte_history=history, copy_lookup=lookup, lookup_bytes=key
+                )
             )
             engine = Engine(model, EngineConfig(max_sessions=1), dtype=dtype)
             sessions[name] = (engine, engine.open(vocoder=False))

@@ -7,7 +7,9 @@ first), and the result line ("434 minus 39 is 395."), whose words sit in its bac
 slots when it says them; its listening transcript writes the user's words ("what is 434
 minus 39"). Teacher-forced, this scores each part's bytes, and their digits apart: a model
 that hears numbers writes the transcript's digits; one that copies from its slots writes the
-result's.
+result's. The row "lookup" scores the copy lookup itself (`model.fusion.continuation` over the
+background slots, with the model's key length): the share of the result line's bytes for
+which it points at the byte the line needs, the model's input and not its output.
 
     python benchmarks/readback.py default --episodes 20
 """
@@ -24,7 +26,7 @@ from microturn.streams.text import ByteTokenizer
 from microturn.train.data import WorldData
 from microturn.train.scores import held_out_batch, held_out_command
 
-PARTS = ("ack", "request", "result", "heard")
+PARTS = ("ack", "request", "result", "heard", "lookup")
 TOK = ByteTokenizer()
 
 
@@ -52,6 +54,14 @@ def parts(text: list[int]) -> list[str | None]:
     return out
 
 
+def lookup(model, batch) -> torch.Tensor:
+    """[B, L, text slots]: for each text slot, the background lookup's byte at the position
+    that predicts it (the control slot for slot 0, else the text slot before)."""
+    hist = model.histories(batch)
+    follows = hist["control"][-1][..., None], hist["text_out"][-1]  # background: the last table
+    return torch.cat([follows[0], follows[1][..., :-1]], dim=-1)
+
+
 @torch.no_grad()
 def score(model, data: WorldData, episodes: list[int], bf16: bool) -> dict[str, float]:
     counts = {f"{p}/{k}": [0, 0] for p in PARTS for k in ("bytes", "digits")}
@@ -62,6 +72,10 @@ def score(model, data: WorldData, episodes: list[int], bf16: bool) -> dict[str, 
         text = batch.text_out[0].flatten().tolist()
         hits = (pred.text_logits.argmax(-1) == batch.text_out)[0].flatten().tolist()
         labels = parts(text)
+        if model.cfg.copy_lookup:  # the result's bytes again, scored on what the lookup gave
+            pointed = (lookup(model, batch) == batch.text_out)[0].flatten().tolist()
+            labels += ["lookup" if p == "result" else None for p in labels]
+            text, hits = text + text, hits + pointed
         if pred.transcript_logits is not None:  # what it wrote of the user's words, as heard
             heard = batch.heard[0].flatten().tolist()
             text += heard

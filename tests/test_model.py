@@ -148,13 +148,14 @@ def test_byte_history_gives_each_slot_the_bytes_before_it_across_gaps_and_turns(
     assert last.tolist() == [[a, a, b, c, c, d]] and before.tolist() == [[PAD, PAD, a, b, b, c]]
     # over turns [B, L, S]: one call on the whole sequence == turn by turn with the bytes carried
     seq = torch.randint(0, 272, (2, 5, 4)).masked_fill(torch.rand(2, 5, 4) < 0.4, PAD)
-    for inclusive in (False, True):
-        whole, _ = stream_history(seq, inclusive)
-        carried = None
+    for inclusive, depth in [(False, 2), (True, 2), (False, 3), (True, 3)]:
+        whole, _ = stream_history(seq, inclusive, depth=depth)
+        carried = torch.full((2, 3), PAD)  # a session carries three bytes, whatever the depth
         for t in range(5):
-            (last, before), carried = stream_history(seq[:, t : t + 1], inclusive, carried)
-            assert torch.equal(last, whole[0][:, t : t + 1]), (inclusive, t)
-            assert torch.equal(before, whole[1][:, t : t + 1]), (inclusive, t)
+            hist, carried = stream_history(seq[:, t : t + 1], inclusive, carried, depth)
+            assert len(hist) == depth
+            for i in range(depth):
+                assert torch.equal(hist[i], whole[i][:, t : t + 1]), (inclusive, depth, t, i)
     # the tables learn: a training step reaches all four
     small_model.train()
     small_model(random_batch(small_model.cfg, 2, 6, seed=3))["loss"].backward()
@@ -173,6 +174,18 @@ def test_copy_lookup_finds_what_followed_the_last_two_written_bytes_when_read():
     # the latest "ab" -> d at turn 7; at turn 6 d is not read yet and the first "ab" is out of
     # the window; at turn 2 only the first "ab" was read; "bc" -> a across the PAD gap
     assert got.tolist() == [[d, PAD, c, d, a]]
+
+
+def test_copy_lookup_keys_on_three_bytes_where_they_occurred_else_two():
+    """Reading "times 29 is 10": after "es " two bytes ("s ") point at the later "is 1",
+    three at "2"; "xs " never occurred, so its two bytes still point at "1"."""
+    read = torch.tensor([[ord(x) for x in "times 29 is 10"]])
+    history = byte_history(read, inclusive=False, depth=3)
+    key = lambda text: tuple(torch.tensor([[ord(x)]]) for x in reversed(text))  # latest first
+    at = torch.tensor([[0]])
+    look = lambda text: chr(continuation(read, history, at, key(text), at, window=4).item())
+    assert look("es ") == "2" and look("xs ") == "1" and look("s ") == "1"
+    assert chr(continuation(read, history[:2], at, key("es "), at, window=4).item()) == "1"
 
 
 def test_transcript_feedback_teacher_forced_is_what_it_writes_live(small_model):

@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from microturn.engine.parity import measure_parity
 from microturn.model.interaction import PAD, InteractionModel
@@ -50,6 +51,21 @@ def test_copy_lookup_finds_what_it_read_the_same_in_both(small_model):
     follows = hist["text_out"][2:] + hist["control"][2:]
     assert all(f.ne(PAD).float().mean() > 0.5 for f in follows)
     r = measure_parity(small_model, starts=[0, 3], turns=12, seed=9, letters=3)
+    assert r.max_abs_diff == 0.0, r
+
+
+def test_three_byte_copy_lookup_is_the_same_in_both(small_cfg):
+    """`lookup_bytes = 3`: the engine carries three bytes a stream and keys the lookup on
+    them, as the training pass does on whole sequences."""
+    from microturn.engine.parity import random_batch
+
+    model = InteractionModel(dataclasses.replace(small_cfg, lookup_bytes=3)).eval()
+    for emb in model.embed.history.values():
+        torch.nn.init.normal_(emb.weight, std=0.02)
+    batch = random_batch(model.cfg, 2, 12, seed=9, letters=3)
+    three, two = model.histories(batch), InteractionModel(small_cfg).histories(batch)
+    assert not torch.equal(three["text_out"][2], two["text_out"][2])  # the key changed some
+    r = measure_parity(model, starts=[0, 3], turns=12, seed=9, letters=3)
     assert r.max_abs_diff == 0.0, r
 
 

@@ -140,6 +140,7 @@ class ModelConfig:
     transcript_feedback: bool = True  # each transcript slot sees the byte the one before wrote
     byte_history: bool = True  # text slots carry the two bytes before them (model.fusion)
     copy_lookup: bool = True  # writing slots get what followed their last two bytes when read
+    lookup_bytes: int = 2  # ... or their last three, where those occurred (model.fusion)
 
     def __post_init__(self) -> None:
         if isinstance(self.layout, dict):  # built from TOML / JSON
@@ -174,6 +175,10 @@ class ModelConfig:
                 "copy_lookup needs byte_history: set copy_lookup = false too",
             ),
             (
+                self.lookup_bytes in (2, 3),
+                f"lookup_bytes={self.lookup_bytes}: expected 2 or 3",
+            ),
+            (
                 self.flow_steps >= 1 and self.flow_draws >= 1,
                 "flow_steps and flow_draws must be >= 1",
             ),
@@ -201,6 +206,7 @@ class ModelConfig:
         data.setdefault("transcript_feedback", False)  # likewise
         data.setdefault("byte_history", False)  # likewise
         data.setdefault("copy_lookup", False)
+        data.setdefault("lookup_bytes", 2)  # stored before three-byte keys
         return _build(cls, data, "model")
 
 

@@ -152,19 +152,20 @@ class Engine:
         a0 = n_in + 1 + n_text  # first audio slot in the turn
         # 1. IN_k, led by the previous turn's audio slots (nothing is predicted from them)
         stacked = self._stack_inputs(inputs)
-        carried = {  # each text stream's last two bytes, per session (model.fusion)
+        carried = {  # each text stream's last bytes, per session (model.fusion)
             n: torch.stack([s.history[n] for s in sessions]).to(dev) for n in TEXT_STREAMS
         } if m.cfg.byte_history else {}
         hist: dict[str, History | None] = dict.fromkeys(("user_text", "background", "text"))
+        keys: dict[str, History] = {}  # the copy lookup's keys: each read slot's bytes before it
         lookup = m.cfg.copy_lookup
+        depth = m.cfg.lookup_bytes if lookup else 2
         for name, tokens in zip(READ_STREAMS, stacked[4:6], strict=True):
             if carried:
-                (last, before), carried[name] = stream_history(
-                    tokens[:, None], False, carried[name]
-                )
-                hist[name] = (last[:, 0], before[:, 0])
+                key, carried[name] = stream_history(tokens[:, None], False, carried[name], depth)
+                keys[name] = tuple(k[:, 0] for k in key)
+                hist[name] = keys[name][:2]
             if lookup:  # the window of what it read, for the copy lookup (before the step ends)
-                rows = torch.stack([tokens, *hist[name], turn[:, None].expand_as(tokens)], -1)
+                rows = torch.stack([tokens, *keys[name], turn[:, None].expand_as(tokens)], -1)
                 for b, s in enumerate(sessions):
                     s.reads[name].append(rows[b])
         windows = {n: self._read_window(sessions, n) for n in READ_STREAMS} if lookup else {}
@@ -211,8 +212,8 @@ class Engine:
         given = [f.control if f else None for f in forced]
         control = self._choose(sessions, samplers, ctrl_logits, given)
         if carried:  # the control slot carries the bytes written before this turn
-            hist["text"] = (carried["text_out"][:, 1], carried["text_out"][:, 0])
-            hist["text"] += follows(hist["text"]) if lookup else ()
+            wrote = tuple(carried["text_out"][:, -1 - i] for i in range(depth))
+            hist["text"] = wrote[:2] + (follows(wrote) if lookup else ())
         h = feed(0, m.embed.out_content("control", control.to(dev), history=hist["text"]))
         text_logits, text = [], []
         samplers = [s.for_text() for s in samplers]
@@ -224,11 +225,11 @@ class Engine:
             text.append(tok)
             tok_d = tok[:, None].to(dev)
             if carried:
-                (last, before), carried["text_out"] = stream_history(
-                    tok_d[:, None], True, carried["text_out"]
+                wrote, carried["text_out"] = stream_history(
+                    tok_d[:, None], True, carried["text_out"], depth
                 )
-                hist["text"] = (last[:, 0], before[:, 0])
-                hist["text"] += follows(hist["text"]) if lookup else ()
+                wrote = tuple(w[:, 0] for w in wrote)
+                hist["text"] = wrote[:2] + (follows(wrote) if lookup else ())
             h = feed(1 + j, m.embed.out_content("text_out", tok_d, history=hist["text"]))
         # 3. audio: the flow head draws each slot's frame, conditioned on the state after the
         #    text and on the frame before; the frames enter the trunk with the next turn
@@ -271,12 +272,12 @@ class Engine:
     @staticmethod
     def _read_window(sessions: list[Session], stream: str) -> tuple[torch.Tensor, ...]:
         """The sessions' remembered read slots of `stream`, PAD-padded to one length: (bytes,
-        (last, before), turns), each [B, N], for fusion.continuation."""
+        (last, before[, the one before]), turns), each [B, N], for fusion.continuation."""
         rows = [torch.cat(list(s.reads[stream])) for s in sessions]
-        n = max(r.shape[0] for r in rows)
-        none = rows[0].new_tensor([PAD, PAD, PAD, 0])
-        w = torch.stack([torch.cat([r, none.expand(n - r.shape[0], 4)]) for r in rows])
-        return w[..., 0], (w[..., 1], w[..., 2]), w[..., 3]
+        n, width = max(r.shape[0] for r in rows), rows[0].shape[-1]
+        none = rows[0].new_tensor([PAD] * (width - 1) + [0])
+        w = torch.stack([torch.cat([r, none.expand(n - r.shape[0], width)]) for r in rows])
+        return w[..., 0], tuple(w[..., i] for i in range(1, width - 1)), w[..., -1]
 
     def _stack_inputs(self, inputs: list[TurnInput]) -> tuple[torch.Tensor, ...]:
         lay, dev = self.layout, self.device

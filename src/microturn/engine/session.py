@@ -17,8 +17,9 @@ TEXT_STREAMS = (*READ_STREAMS, "text_out")
 
 
 def no_history() -> dict[str, torch.Tensor]:
-    """Each text stream's last two bytes (oldest first), PAD before any: model.fusion."""
-    return {n: torch.full((2,), PAD, dtype=torch.long) for n in TEXT_STREAMS}
+    """Each text stream's last three bytes (oldest first), PAD before any: model.fusion (the
+    embeddings read two, a three-byte copy lookup three)."""
+    return {n: torch.full((3,), PAD, dtype=torch.long) for n in TEXT_STREAMS}
 
 
 @dataclass

@@ -36,35 +36,38 @@ READ_STREAMS = ("user_text", "background")  # the text streams the model reads
 LOOKUP_TABLES = tuple(f"follows_{n}" for n in READ_STREAMS)  # a continuation per read stream
 
 
-def byte_history(tokens: torch.Tensor, inclusive: bool) -> History:
-    """tokens [..., N] of one text stream -> the last two non-PAD bytes before each slot (up to
-    and including it when `inclusive`), each [..., N], PAD where the stream has none yet."""
+def byte_history(tokens: torch.Tensor, inclusive: bool, depth: int = 2) -> History:
+    """tokens [..., N] of one text stream -> the last `depth` non-PAD bytes before each slot (up
+    to and including it when `inclusive`), latest first, each [..., N], PAD where the stream
+    has none yet."""
     idx = torch.arange(tokens.shape[-1], device=tokens.device).expand_as(tokens)
     at = torch.where(tokens.ne(PAD), idx, -1).cummax(-1).values  # last non-PAD at or before
     before = torch.cat([torch.full_like(at[..., :1], -1), at[..., :-1]], dim=-1)
-    first = at if inclusive else before
-    second = before.gather(-1, first.clamp(min=0)).masked_fill(first < 0, -1)
+    picks = [at if inclusive else before]
+    for _ in range(depth - 1):
+        picks.append(before.gather(-1, picks[-1].clamp(min=0)).masked_fill(picks[-1] < 0, -1))
     return tuple(
-        tokens.gather(-1, i.clamp(min=0)).masked_fill(i < 0, PAD) for i in (first, second)
+        tokens.gather(-1, i.clamp(min=0)).masked_fill(i < 0, PAD) for i in picks
     )  # type: ignore[return-value]
 
 
 def stream_history(
-    tokens: torch.Tensor, inclusive: bool, carried: torch.Tensor | None = None
+    tokens: torch.Tensor, inclusive: bool, carried: torch.Tensor | None = None, depth: int = 2
 ) -> tuple[History, torch.Tensor]:
-    """tokens [B, L, S] of a stream over L turns, after `carried` [B, 2] (the two bytes before
-    them, oldest first; PADs when None) -> the history of each slot [B, L, S] twice, and the
-    new carried bytes. Training passes whole sequences, the engine one turn at a time: the
-    same function, so both see the same bytes."""
+    """tokens [B, L, S] of a stream over L turns, after `carried` [B, k] (the k >= `depth`
+    bytes before them, oldest first; PADs when None) -> the `depth` bytes before each slot
+    [B, L, S], latest first, and the new carried k bytes. Training passes whole sequences,
+    the engine one turn at a time: the same function, so both see the same bytes."""
     b, turns, slots = tokens.shape
     if carried is None:
-        carried = torch.full((b, 2), PAD, dtype=tokens.dtype, device=tokens.device)
+        carried = torch.full((b, depth), PAD, dtype=tokens.dtype, device=tokens.device)
+    k = carried.shape[-1]
     flat = torch.cat([carried, tokens.reshape(b, turns * slots)], dim=-1)
-    last, before = byte_history(flat, inclusive)
-    end = (last, before) if inclusive else byte_history(flat, inclusive=True)
+    hist = byte_history(flat, inclusive, depth)
+    end = hist if inclusive and depth == k else byte_history(flat, inclusive=True, depth=k)
     return (
-        (last[:, 2:].reshape(tokens.shape), before[:, 2:].reshape(tokens.shape)),
-        torch.stack([end[1][:, -1], end[0][:, -1]], dim=-1),
+        tuple(h[:, k:].reshape(tokens.shape) for h in hist),
+        torch.stack([e[:, -1] for e in reversed(end)], dim=-1),
     )
 
 
@@ -76,18 +79,24 @@ def continuation(
     write_turn: torch.Tensor,
     window: int,
 ) -> torch.Tensor:
-    """For each writing position, the byte that followed its last two written bytes the last
-    time they occurred in a read stream within `window` turns (PAD if they did not).
+    """For each writing position, the byte that followed its last written bytes the last time
+    they occurred in a read stream within `window` turns (PAD if they did not): the last
+    three when both histories carry three and those occurred, else the last two.
 
     read [B, N] slots in arrival order, with their (exclusive) history and turn numbers [B, N];
     wrote: the (inclusive) history of the writing positions [B, M], at turns write_turn [B, M].
+    Two bytes are an ambiguous key inside a line: "347 times 29 is 10,063." has "s " twice,
+    and after "times " they pointed at "is 1" (docs/design.md, "Byte history").
     """
-    same = (read_history[0][:, None] == wrote[0][..., None]) & (
-        read_history[1][:, None] == wrote[1][..., None]
-    )
     age = write_turn[..., None] - read_turn[:, None]
-    found = same & read.ne(PAD)[:, None] & (age >= 0) & (age < window)
-    at = torch.where(found, torch.arange(read.shape[-1], device=read.device), -1).amax(-1)
+    found = read.ne(PAD)[:, None] & (age >= 0) & (age < window)
+    idx = torch.arange(read.shape[-1], device=read.device)
+    at = torch.full(found.shape[:-1], -1, dtype=torch.long, device=read.device)
+    for n in range(min(len(wrote), len(read_history)), 1, -1):  # the longest key that occurred
+        same = found
+        for i in range(n):
+            same = same & (read_history[i][:, None] == wrote[i][..., None])
+        at = torch.where(at < 0, torch.where(same, idx, -1).amax(-1), at)
     return read.gather(-1, at.clamp(min=0)).masked_fill(at < 0, PAD)
 
 

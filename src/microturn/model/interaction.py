@@ -105,16 +105,23 @@ class InteractionModel(nn.Module):
         continuations (model.fusion); all None when off."""
         if not self.cfg.byte_history:
             return dict.fromkeys(("user_text", "background", "text_out", "control"))
-        read = {n: stream_history(getattr(batch, n), inclusive=False)[0] for n in READ_STREAMS}
-        before_text, _ = stream_history(batch.text_out, inclusive=False)  # what control sees
-        text = stream_history(batch.text_out, inclusive=True)[0]
-        control = (before_text[0][..., 0], before_text[1][..., 0])
-        if self.cfg.copy_lookup:  # a turn's writing positions: its control slot, then its text
-            wrote = [torch.cat([c[..., None], t], dim=-1) for c, t in zip(control, text)]
-            follows = [self._continuations(batch, n, read[n], wrote) for n in READ_STREAMS]
-            control += tuple(f[..., 0] for f in follows)
-            text += tuple(f[..., 1:] for f in follows)
-        return {**read, "text_out": text, "control": control}
+        lookup = self.cfg.copy_lookup
+        d = self.cfg.lookup_bytes if lookup else 2  # the embeddings read two; the lookup d
+        keys = {n: stream_history(getattr(batch, n), False, depth=d)[0] for n in READ_STREAMS}
+        before_text, _ = stream_history(batch.text_out, False, depth=d)  # what control sees
+        text = stream_history(batch.text_out, True, depth=d)[0]
+        control = tuple(b[..., 0] for b in before_text)
+        read = {n: k[:2] for n, k in keys.items()}
+        if not lookup:
+            return {**read, "text_out": text, "control": control}
+        # a turn's writing positions: its control slot, then its text
+        wrote = [torch.cat([c[..., None], t], dim=-1) for c, t in zip(control, text)]
+        follows = [self._continuations(batch, n, keys[n], wrote) for n in READ_STREAMS]
+        return {
+            **read,
+            "text_out": text[:2] + tuple(f[..., 1:] for f in follows),
+            "control": control[:2] + tuple(f[..., 0] for f in follows),
+        }
 
     def _continuations(
         self, batch: TurnBatch, stream: str, read: History, wrote: list[torch.Tensor]

@@ -157,10 +157,10 @@ class Trainer:
         saved, tensors, _ = read_checkpoint(path)
         # the transcript head, its feedback and the byte history may be new: a checkpoint
         # without them still gives the rest (their tables start at zero, so the model starts
-        # as the checkpoint's)
+        # as the checkpoint's); a longer copy-lookup key changes no weight
         same = lambda c: dataclasses.replace(
             c, batch_invariant=False, transcript_head=False, transcript_feedback=False,
-            byte_history=False, copy_lookup=False,
+            byte_history=False, copy_lookup=False, lookup_bytes=2,
         )
         if same(saved) != same(self.cfg.model):
             raise CheckpointError(
