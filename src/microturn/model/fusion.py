@@ -63,8 +63,9 @@ def stream_history(
         carried = torch.full((b, depth), PAD, dtype=tokens.dtype, device=tokens.device)
     k = carried.shape[-1]
     flat = torch.cat([carried, tokens.reshape(b, turns * slots)], dim=-1)
-    hist = byte_history(flat, inclusive, depth)
-    end = hist if inclusive and depth == k else byte_history(flat, inclusive=True, depth=k)
+    end = byte_history(flat, inclusive=True, depth=max(depth, k))
+    hist = end[:depth] if inclusive else byte_history(flat, inclusive, depth)
+    end = end[:k]
     return (
         tuple(h[:, k:].reshape(tokens.shape) for h in hist),
         torch.stack([e[:, -1] for e in reversed(end)], dim=-1),
@@ -86,16 +87,17 @@ def continuation(
     read [B, N] slots in arrival order, with their (exclusive) history and turn numbers [B, N];
     wrote: the (inclusive) history of the writing positions [B, M], at turns write_turn [B, M].
     Two bytes are an ambiguous key inside a line: "347 times 29 is 10,063." has "s " twice,
-    and after "times " they pointed at "is 1" (docs/design.md, "Byte history").
+    and after "times " they pointed at "is 1" (docs/design.md, "Three-byte lookup keys").
     """
     age = write_turn[..., None] - read_turn[:, None]
     found = read.ne(PAD)[:, None] & (age >= 0) & (age < window)
     idx = torch.arange(read.shape[-1], device=read.device)
+    keys = []  # slots matching the last two written bytes, then the last three
+    for i, (r, w) in enumerate(zip(read_history, wrote)):
+        found = found & (r[:, None] == w[..., None])
+        keys += [found] if i else []
     at = torch.full(found.shape[:-1], -1, dtype=torch.long, device=read.device)
-    for n in range(min(len(wrote), len(read_history)), 1, -1):  # the longest key that occurred
-        same = found
-        for i in range(n):
-            same = same & (read_history[i][:, None] == wrote[i][..., None])
+    for same in reversed(keys):  # the longest key that occurred
         at = torch.where(at < 0, torch.where(same, idx, -1).amax(-1), at)
     return read.gather(-1, at.clamp(min=0)).masked_fill(at < 0, PAD)
 
